@@ -1,0 +1,30 @@
+# make test: set up .venv (if needed) and run every test.
+# make demo: set up .venv (if needed) and run the main job on the embedded default.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: test demo venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	mkdir -p demo-out
+	$(BIN)/maseir export minilm -o demo-out/minilm.mir
+	$(BIN)/maseir show demo-out/minilm.mir | head -40
+	$(BIN)/maseir check demo-out/minilm.mir
+
+clean:
+	rm -rf $(VENV) demo-out

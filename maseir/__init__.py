@@ -1,0 +1,56 @@
+"""maseir: a declarative IR toolkit for compressing and exploring ML models.
+
+    g = maseir.export(model, example_inputs)   # torch.nn.Module -> Graph
+    maseir.save(g, "m.mir"); g = maseir.load("m.mir")
+    gm = maseir.to_torch(g)                    # torch.fx.GraphModule
+"""
+
+from .errors import MaseIRError
+from .ir import Graph, Node, NumberFormat, Tensor, TensorType, Value
+
+__version__ = "0.1.0"
+
+__all__ = ["MaseIRError", "Graph", "Node", "NumberFormat", "Tensor", "TensorType", "Value",
+           "export", "export_pretrained", "save", "load", "to_torch", "show", "check"]
+
+
+def export(model, example_inputs=(), **kwargs):
+    """Capture a torch.nn.Module as a Graph (see maseir.frontends.torch.export)."""
+    from .frontends.torch import export as _export
+    return _export(model, example_inputs, **kwargs)
+
+
+def export_pretrained(name_or_path, **kwargs):
+    """Export a Hugging Face model by name or folder (see maseir.frontends.transformers)."""
+    from .frontends.transformers import export_pretrained as _export
+    return _export(name_or_path, **kwargs)
+
+
+def save(graph, path, **kwargs):
+    """Write a Graph to a .mir file atomically (see maseir.io.save)."""
+    from .io import save as _save
+    return _save(graph, path, **kwargs)
+
+
+def load(path, **kwargs):
+    """Read a .mir file, verifying every checksum (see maseir.io.load)."""
+    from .io import load as _load
+    return _load(path, **kwargs)
+
+
+def to_torch(graph):
+    """Lower a Graph to a torch.fx.GraphModule (see maseir.lowering.torch)."""
+    from .lowering.torch import to_torch as _to_torch
+    return _to_torch(graph)
+
+
+def show(graph) -> str:
+    """The canonical text form of a Graph."""
+    from .text import show as _show
+    return _show(graph)
+
+
+def check(graph) -> list[str]:
+    """Every problem found in a Graph; empty when it is valid."""
+    from .check import check as _check
+    return _check(graph)

@@ -1,0 +1,99 @@
+"""Graph validation (``maseir check``): every problem, not just the first.
+
+Checks that names are unique, nodes are in topological order and read only
+defined values, ops exist with the inputs and attributes their schema asks
+for, recorded types agree with the op's type rule, symbolic dims are bound to
+real input axes, outputs exist, and (for a loaded file) tensor checksums hold.
+"""
+
+from __future__ import annotations
+
+from . import ops
+from .ir import Graph, TensorType
+
+
+def check(graph: Graph, *, checksums: bool = True) -> list[str]:
+    """Every problem found in ``graph``, as readable lines; empty when valid."""
+    problems: list[str] = []
+    problems += _check_dims(graph)
+    defined: dict[str, TensorType] = {}
+    for value in graph.inputs:
+        _define(defined, value.name, value.type, f"input {value.name}", problems)
+    for name, tensor in graph.params.items():
+        _define(defined, name, tensor.type, f"param {name}", problems)
+    node_names: set[str] = set()
+    for node in graph.nodes:
+        where = f"node {node.name}"
+        if node.name in node_names:
+            problems.append(f"{where}: name used by an earlier node")
+        node_names.add(node.name)
+        problems += _check_node(node, defined, where)
+        for value in node.outputs:
+            _define(defined, value.name, value.type, where, problems)
+    for name in graph.outputs:
+        if name not in defined:
+            problems.append(f"output {name}: no such value")
+    if checksums:
+        from .io import verify_checksums
+        problems += [f"param {name}: bytes do not match the recorded sha256" for name in verify_checksums(graph)]
+    return problems
+
+
+def _define(defined, name, type, where, problems) -> None:
+    if name in defined:
+        problems.append(f"{where}: value {name} is defined twice")
+    defined[name] = type
+
+
+def _check_dims(graph: Graph) -> list[str]:
+    problems = []
+    inputs = {v.name: v for v in graph.inputs}
+    for dim, (source, axis) in graph.dims.items():
+        value = inputs.get(source)
+        if value is None:
+            problems.append(f"dim {dim}: bound to {source}, which is not a graph input")
+        elif not 0 <= axis < len(value.type.shape) or value.type.shape[axis] != dim:
+            problems.append(f"dim {dim}: axis {axis} of input {source} is not {dim}")
+    used = {d for v in graph.inputs for d in v.type.shape if isinstance(d, str)}
+    problems += [f"dim {d}: used by an input but not bound" for d in sorted(used - set(graph.dims))]
+    return problems
+
+
+def _check_node(node, defined: dict[str, TensorType], where: str) -> list[str]:
+    if node.op not in ops.REGISTRY:
+        return [f"{where}: unknown op {node.op!r}"]
+    op = ops.get(node.op)
+    problems = []
+    input_types = []
+    for name in node.inputs:
+        if name and name not in defined:
+            problems.append(f"{where}: reads {name}, which is not defined before it")
+        input_types.append(defined.get(name) if name else None)
+    fixed = [t for t in op.tensor_args if not t.variadic]
+    if len(node.inputs) > len(fixed) and not any(t.variadic for t in op.tensor_args):
+        problems.append(f"{where}: {len(node.inputs)} inputs, {node.op} takes at most {len(fixed)}")
+    for i, targ in enumerate(fixed):
+        given = i < len(node.inputs) and node.inputs[i]
+        if not targ.optional and not given and targ.name not in node.attrs:
+            problems.append(f"{where}: {node.op} needs input {targ.name}")
+    tensor_names = {t.name for t in op.tensor_args}
+    for key in node.attrs:
+        if op.attr_spec(key) is None and key not in tensor_names:
+            problems.append(f"{where}: {node.op} has no attribute {key}")
+    for spec in op.attrs:
+        if spec.required and spec.name not in node.attrs:
+            problems.append(f"{where}: {node.op} needs attribute {spec.name}")
+    if problems:
+        return problems
+    try:
+        inferred = ops.infer_types(op, input_types, node.attrs)
+    except ops.TypeRuleError as exc:
+        return [f"{where}: {exc}"]
+    if len(inferred) != len(node.outputs):
+        return [f"{where}: {len(node.outputs)} outputs recorded, {node.op} gives {len(inferred)}"]
+    for value, want in zip(node.outputs, inferred):
+        got = value.type
+        if (got.dtype, tuple(got.shape)) != (want.dtype, tuple(want.shape)):
+            problems.append(f"{where}: output {value.name} is recorded as {got.dtype}{list(got.shape)}, "
+                            f"the {node.op} type rule gives {want.dtype}{list(want.shape)}")
+    return problems

@@ -1,0 +1,25 @@
+"""Errors a user can cause. The CLI prints these as one line and exits 2."""
+
+
+class MaseIRError(Exception):
+    """Base of every error caused by user input (files, names, text)."""
+
+
+class FileFormatError(MaseIRError):
+    """A file is missing, not a .mir, truncated, corrupt, or from a newer major version."""
+
+
+class ChecksumError(FileFormatError):
+    """A tensor's bytes do not match the sha256 recorded for it."""
+
+
+class UnsupportedOpError(MaseIRError):
+    """The frontend met an op the registry does not hold."""
+
+
+class ModelLoadError(MaseIRError):
+    """A model name or folder could not be turned into a model."""
+
+
+class GraphError(MaseIRError):
+    """A graph is malformed (raised by operations that need a valid graph)."""

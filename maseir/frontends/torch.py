@@ -1,0 +1,356 @@
+"""torch.export -> Mase IR.
+
+``export(model, example_inputs)`` captures any module torch.export can
+capture (non-strict, so Hugging Face models work) and converts its ATen graph
+node by node into registry ops. Node names and scopes come from the module
+path in ``nn_module_stack``; params keep their state-dict names; symbolic
+sizes keep the names the caller gave them (``batch``, ``seq``).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind
+
+from .. import ops, tensors
+from ..errors import MaseIRError, UnsupportedOpError
+from ..ir import DType, Graph, Node, Sym, TensorType, Value, default_format
+
+aten = torch.ops.aten
+
+# ATen overloads that are identities for the IR: their output is their first input.
+_IDENTITIES = {aten.contiguous.default, aten.clone.default, aten.alias.default,
+               aten.detach.default, aten.lift_fresh_copy.default}
+_ASSERTIONS = {aten._assert_tensor_metadata.default, aten._assert_scalar.default,
+               aten.sym_constrain_range_for_size.default}
+_DTYPE_CASTS = {aten.to.dtype, aten.to.dtype_layout, aten.to.device, aten._to_copy.default}
+
+# Overloads that map to a registry op under another name: (op, argument renames).
+_ALIASES = {
+    aten.view.default: ("reshape", {"size": "shape"}),
+    aten.__and__.Tensor: ("bitwise_and", {}),
+}
+
+
+def _overload_table() -> dict[Any, tuple[str, dict[str, str]]]:
+    table = {}
+    for op in ops.REGISTRY.values():
+        table[op.aten] = (op.name, {})
+        if op.scalar_aten is not None:
+            table[op.scalar_aten] = (op.name, {})
+    table.update(_ALIASES)
+    return table
+
+
+_OVERLOADS = _overload_table()
+
+
+def export(model: torch.nn.Module, example_inputs: tuple | dict = (), *,
+           dynamic_dims: dict[str, dict[int, str]] | None = None,
+           output_names: list[str] | None = None,
+           metadata: dict[str, str] | None = None) -> Graph:
+    """Capture ``model`` with torch.export and convert it to a Graph.
+
+    ``example_inputs`` is a tuple of positional tensors or a dict of keyword
+    tensors. ``dynamic_dims`` maps an input name to ``{axis: dim name}``;
+    by default axis 0 of every input is ``batch``. Dropout is kept as nodes
+    (the model is captured in eval mode, which torch.export records with
+    one ``dropout`` per Dropout module).
+    """
+    args, kwargs = (example_inputs, {}) if isinstance(example_inputs, tuple) else ((), dict(example_inputs))
+    names = _input_names(model, args, kwargs)
+    if dynamic_dims is None:
+        dynamic_dims = {name: {0: "batch"} for name in names}
+    ep = _capture(model, args, kwargs, names, dynamic_dims)
+    graph = _Converter(ep, model, dynamic_dims, output_names).run()
+    graph.metadata.update(metadata or {})
+    return graph
+
+
+def _input_names(model, args, kwargs) -> list[str]:
+    import inspect
+    params = [p.name for p in inspect.signature(model.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return params[:len(args)] + list(kwargs)
+
+
+def _capture(model, args, kwargs, names, dynamic_dims) -> ExportedProgram:
+    def spec(name, value):
+        axes = dynamic_dims.get(name, {})
+        return {axis: torch.export.Dim.DYNAMIC for axis in axes} if value.dim() else None
+
+    positional = tuple(spec(n, v) for n, v in zip(names, args))
+    keyword = {n: spec(n, v) for n, v in kwargs.items()}
+    dynamic_shapes = keyword if not positional else (positional if not keyword else None)
+    if dynamic_shapes is None:
+        raise MaseIRError("export: give example inputs either all positional or all by keyword")
+    was_training = model.training
+    model.train(False)
+    try:
+        return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
+    except MaseIRError:
+        raise
+    except Exception as exc:
+        raise MaseIRError(f"torch.export could not capture {type(model).__name__}: "
+                          f"{str(exc).strip().splitlines()[0]}") from exc
+    finally:
+        model.train(was_training)
+
+
+class _Converter:
+    """Turns one ExportedProgram into a Graph."""
+
+    def __init__(self, ep: ExportedProgram, model, dynamic_dims, output_names):
+        self.ep = ep
+        self.model = model
+        self.dynamic_dims = dynamic_dims
+        self.output_names = output_names
+        self.env: dict[torch.fx.Node, Any] = {}  # fx node -> value name, Sym, or list of names
+        self.symbols: dict[str, str] = {}        # sympy symbol -> dim name
+        self.dims: dict[str, tuple[str, int]] = {}
+        self.nodes: list[Node] = []
+        self.node_names: set[str] = set()
+        self.params = {}
+        self.inputs: list[Value] = []
+
+    def run(self) -> Graph:
+        self._placeholders()
+        for fx_node in self.ep.graph.nodes:
+            if fx_node.op == "call_function":
+                self._call(fx_node)
+            elif fx_node.op == "output":
+                outputs = self._outputs(fx_node)
+        graph = Graph(self.inputs, outputs, self.nodes, dict(sorted(self.params.items())), self.dims)
+        return graph
+
+    # --- inputs ---------------------------------------------------------------
+    def _placeholders(self) -> None:
+        specs = {s.arg.name: s for s in self.ep.graph_signature.input_specs}
+        for fx_node in self.ep.graph.nodes:
+            if fx_node.op != "placeholder":
+                continue
+            spec = specs[fx_node.name]
+            if spec.kind == InputKind.USER_INPUT:
+                self._user_input(fx_node)
+                continue
+            target = spec.target
+            if target in self.ep.state_dict:
+                value = self.ep.state_dict[target]
+            else:
+                value = self.ep.constants[target]
+            trainable = spec.kind == InputKind.PARAMETER and bool(getattr(value, "requires_grad", False))
+            self.params[target] = tensors.to_ir(target, value, trainable)
+            self.env[fx_node] = target
+
+    def _user_input(self, fx_node) -> None:
+        name = fx_node.name
+        val = fx_node.meta["val"]
+        wanted = self.dynamic_dims.get(name, {})
+        for axis, size in enumerate(val.shape):
+            if isinstance(size, torch.SymInt):
+                symbol = str(size.node.expr)
+                if symbol not in self.symbols:
+                    # Sizes given the same name are the same size (batch of
+                    # input_ids and of attention_mask), even where torch.export
+                    # kept two symbols; the first input binds the name.
+                    dim = wanted.get(axis) or f"{name}_dim{axis}"
+                    self.symbols[symbol] = dim
+                    self.dims.setdefault(dim, (name, axis))
+        self.inputs.append(Value(name, self._type(val, name)))
+        self.env[fx_node] = name
+
+    def _type(self, val, where: str) -> TensorType:
+        shape = []
+        for size in val.shape:
+            if isinstance(size, torch.SymInt):
+                expr = str(size.node.expr)
+                if expr not in self.symbols:
+                    raise UnsupportedOpError(
+                        f"{where}: size {expr} is an expression of the input sizes, "
+                        "which the IR does not represent yet")
+                shape.append(self.symbols[expr])
+            else:
+                shape.append(int(size))
+        dtype = tensors.dtype_name(val.dtype)
+        return TensorType(dtype, tuple(shape), default_format(dtype))
+
+    # --- nodes ----------------------------------------------------------------
+    def _call(self, fx_node) -> None:
+        target = fx_node.target
+        if target in _ASSERTIONS:
+            return
+        if target is aten.sym_size.int:
+            self.env[fx_node] = self._sym_size(fx_node)
+            return
+        if target is operator.getitem:
+            source, index = fx_node.args
+            self.env[fx_node] = self.env[source][index]
+            return
+        if target in _IDENTITIES:
+            self.env[fx_node] = self.env[fx_node.args[0]]
+            return
+        scope = _scope(fx_node)
+        if target in _DTYPE_CASTS:
+            source = self.env[fx_node.args[0]]
+            dtype = tensors.dtype_name(fx_node.meta["val"].dtype)
+            if dtype == tensors.dtype_name(fx_node.args[0].meta["val"].dtype):
+                self.env[fx_node] = source
+                return
+            self._emit(fx_node, "to", [source], {"dtype": DType(dtype)}, scope)
+            return
+        if target not in _OVERLOADS:
+            name = getattr(target, "__name__", str(target))
+            raise UnsupportedOpError(
+                f"unsupported op {str(target)!s} ({name}) in module "
+                f"'{scope or '<root>'}': it is not in the op registry (see spec/ops.md)")
+        op_name, renames = _OVERLOADS[target]
+        op = ops.get(op_name)
+        named = _named_args(target, fx_node.args, fx_node.kwargs)
+        named = {renames.get(k, k): v for k, v in named.items()}
+        inputs, attrs = self._operands(op, named, scope)
+        if op_name == "scaled_dot_product_attention":
+            p = _attention_dropout(self.model, scope)
+            if p:
+                attrs["dropout_p"] = p
+        self._emit(fx_node, op_name, inputs, attrs, scope)
+
+    def _sym_size(self, fx_node) -> Sym:
+        return self._sym_of(fx_node.meta["val"])
+
+    def _operands(self, op: ops.OpDef, named: dict[str, Any], scope: str):
+        inputs: list[str] = []
+        attrs: dict[str, Any] = {}
+        for targ in op.tensor_args:
+            value = named.pop(targ.name, None)
+            if targ.variadic:
+                inputs.extend("" if v is None else self.env[v] for v in (value or []))
+            elif isinstance(value, torch.fx.Node):
+                inputs.append(self.env[value])
+            elif value is None:
+                inputs.append("")
+            else:  # a constant in a tensor slot: stored as an attribute
+                inputs.append("")
+                attrs[targ.name] = self._attr(value, op, targ.name)
+        while inputs and inputs[-1] == "" and not any(t.variadic for t in op.tensor_args):
+            inputs.pop()
+        for spec in op.attrs:
+            if spec.name not in named:
+                continue
+            value = self._attr(named.pop(spec.name), op, spec.name)
+            if value is None or (not spec.required and value == self._attr(spec.default, op, spec.name)):
+                continue
+            attrs[spec.name] = value
+        named = {k: v for k, v in named.items()
+                 if k not in ops._ALWAYS_DROPPED and k != op.training_flag}
+        if named:
+            raise UnsupportedOpError(f"op {op.name} in module '{scope or '<root>'}': "
+                                     f"unexpected arguments {sorted(named)}")
+        return inputs, attrs
+
+    def _attr(self, value: Any, op: ops.OpDef, name: str) -> Any:
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, torch.SymInt):
+            return self._sym_of(value)
+        if isinstance(value, torch.fx.Node):
+            sym = self.env[value]
+            if not isinstance(sym, Sym):
+                raise UnsupportedOpError(f"op {op.name}: argument {name} is a tensor where a constant is expected")
+            return sym
+        if isinstance(value, torch.dtype):
+            return DType(tensors.dtype_name(value))
+        if isinstance(value, (int, float)):
+            return value
+        if isinstance(value, (list, tuple)):
+            items = [self._attr(v, op, name) for v in value]
+            if any(isinstance(v, Sym) for v in items):
+                return tuple(v.name if isinstance(v, Sym) else v for v in items)
+            return tuple(items)
+        if isinstance(value, (torch.device, torch.layout, torch.memory_format)):
+            return None
+        raise UnsupportedOpError(f"op {op.name}: argument {name}={value!r} has an unsupported type")
+
+    def _sym_of(self, value: torch.SymInt) -> Sym:
+        expr = str(value.node.expr)
+        if expr not in self.symbols:
+            raise UnsupportedOpError(f"symbolic size {expr} is not a plain input dimension")
+        return Sym(self.symbols[expr])
+
+    def _emit(self, fx_node, op_name: str, inputs, attrs, scope: str) -> None:
+        name = self._fresh(f"{scope}.{op_name}" if scope else op_name)
+        val = fx_node.meta["val"]
+        if isinstance(val, (tuple, list)):
+            outputs = [Value(f"{name}.{i}", self._type(v, name)) for i, v in enumerate(val)]
+            self.env[fx_node] = [v.name for v in outputs]
+        else:
+            outputs = [Value(name, self._type(val, name))]
+            self.env[fx_node] = name
+        self.nodes.append(Node(name, op_name, list(inputs), outputs, dict(sorted(attrs.items())), scope))
+
+    def _fresh(self, base: str) -> str:
+        name, i = base, 0
+        while name in self.node_names or name in self.params:
+            i += 1
+            name = f"{base}_{i}"
+        self.node_names.add(name)
+        return name
+
+    # --- outputs --------------------------------------------------------------
+    def _outputs(self, fx_node) -> list[str]:
+        results = [self.env[a] for a in fx_node.args[0]]
+        names = self.output_names or _output_names(self.ep, len(results))
+        renames = {}
+        taken = {v.name for v in self.inputs} | set(self.params)
+        for value, wanted in zip(results, names):
+            if value in renames or value in taken or wanted in self.node_names - {value}:
+                continue
+            renames[value] = wanted
+        for node in self.nodes:
+            node.inputs = [renames.get(i, i) for i in node.inputs]
+            node.outputs = [Value(renames.get(v.name, v.name), v.type) for v in node.outputs]
+        return [renames.get(v, v) for v in results]
+
+
+def _named_args(target, args, kwargs) -> dict[str, Any]:
+    named = dict(kwargs)
+    for arg, value in zip(target._schema.arguments, args):
+        named[arg.name] = value
+    return named
+
+
+def _scope(fx_node) -> str:
+    stack = fx_node.meta.get("nn_module_stack") or {}
+    for path, _cls in reversed(list(stack.values())):
+        if not path.startswith("_empty_nn_module_stack"):
+            return path
+    return ""
+
+
+def _attention_dropout(model, scope: str) -> float:
+    """The attention dropout an eval-mode capture leaves out.
+
+    Hugging Face attention modules read their ``dropout`` submodule's p (or an
+    ``attention_dropout`` float) only in training, so eval-mode export records
+    dropout_p=0; the IR keeps the real p, which applies in train() only.
+    """
+    try:
+        module = model.get_submodule(scope) if scope else model
+    except AttributeError:
+        return 0.0
+    drop = getattr(module, "dropout", None)
+    if isinstance(drop, torch.nn.Dropout):
+        return float(drop.p)
+    p = getattr(module, "attention_dropout", None)
+    return float(p) if isinstance(p, float) else 0.0
+
+
+def _output_names(ep: ExportedProgram, count: int) -> list[str]:
+    spec = ep.module_call_graph[0].signature.out_spec if ep.module_call_graph else None
+    context = getattr(spec, "context", None)
+    if isinstance(context, list) and len(context) == count and all(isinstance(c, str) for c in context):
+        return context
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]

@@ -1,0 +1,255 @@
+"""The in-memory Mase IR: Graph, Node, Value, Tensor, NumberFormat.
+
+These are plain objects with no torch or protobuf in them. A Graph is what
+frontends produce, passes rewrite, `io` saves and loads, and lowerings turn
+into runnable models. Tensor bytes are immutable ``bytes``, so graphs can share
+weights safely and copying a graph is cheap.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from typing import Union
+
+Dim = Union[int, str]
+"""One dimension: a fixed size, or a symbolic name such as ``batch``."""
+
+
+@dataclass(frozen=True)
+class Sym:
+    """A symbolic size used as an attribute (``arange(end=seq)``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class DType:
+    """A dtype used as an attribute (``to(dtype=float32)``)."""
+
+    name: str
+
+
+AttrValue = Union[int, float, str, bool, tuple, Sym, DType]
+"""int, float, str, bool, DType, Sym, or a tuple of ints, floats or Dims."""
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """How a value's numbers are represented.
+
+    kind is one of ``float32``, ``float16``, ``bfloat16``, ``fixed`` (signed
+    fixed point ``fixed<width,frac>``) and ``int`` (signed integer of width
+    bits times scale). Minifloat and block floating point are reserved in the
+    file format for later.
+    """
+
+    kind: str
+    width: int = 0
+    frac: int = 0
+    scale: float = 0.0
+
+    def __str__(self) -> str:
+        if self.kind == "fixed":
+            return f"fixed<{self.width},{self.frac}>"
+        if self.kind == "int":
+            return f"int<{self.width},scale={self.scale!r}>"
+        return self.kind
+
+
+FLOAT_FORMATS = {
+    "float32": NumberFormat("float32"),
+    "float16": NumberFormat("float16"),
+    "bfloat16": NumberFormat("bfloat16"),
+}
+
+DTYPE_ITEMSIZE = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
+}
+
+
+def default_format(dtype: str) -> NumberFormat | None:
+    """The format a freshly exported value of this dtype has (floats only)."""
+    return FLOAT_FORMATS.get(dtype)
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """dtype, shape (ints and symbolic names) and number format of a value."""
+
+    dtype: str
+    shape: tuple[Dim, ...]
+    format: NumberFormat | None = None
+
+    def __str__(self) -> str:
+        dims = ", ".join(str(d) for d in self.shape)
+        fmt = f" {self.format}" if self.format and self.format.kind != self.dtype else ""
+        return f"{self.dtype}[{dims}]{fmt}"
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+    def numel(self) -> int:
+        if not self.is_static:
+            raise ValueError(f"shape {self.shape} is symbolic")
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class Value:
+    """A named, typed edge of the graph: a graph input or a node output."""
+
+    name: str
+    type: TensorType
+
+
+@dataclass
+class Node:
+    """One op application.
+
+    ``inputs`` name values or params in the order the op's schema lists its
+    tensor arguments ("" for an absent optional one); ``attrs`` hold the
+    constant arguments; ``scope`` is the module path the node came from.
+    """
+
+    name: str
+    op: str
+    inputs: list[str]
+    outputs: list[Value]
+    attrs: dict[str, AttrValue] = field(default_factory=dict)
+    scope: str = ""
+
+    @property
+    def output(self) -> Value:
+        """The single output of a one-output node."""
+        if len(self.outputs) != 1:
+            raise ValueError(f"node {self.name} has {len(self.outputs)} outputs")
+        return self.outputs[0]
+
+
+class Tensor:
+    """A parameter or buffer: name, type, raw little-endian bytes, trainability.
+
+    ``data`` is immutable: ``bytes`` or a read-only memoryview into a loaded
+    file. The sha256 is computed once, lazily, or taken from the file (which
+    ``io.load`` verifies).
+    """
+
+    __slots__ = ("name", "type", "data", "trainable", "_sha256")
+
+    def __init__(self, name: str, type: TensorType, data: bytes, trainable: bool = False,
+                 sha256: bytes | None = None):
+        expected = type.numel() * DTYPE_ITEMSIZE[type.dtype]
+        if len(data) != expected:
+            raise ValueError(f"tensor {name}: {len(data)} bytes, type {type} needs {expected}")
+        self.name = name
+        self.type = type
+        if isinstance(data, memoryview):
+            if not data.readonly:
+                data = bytes(data)  # a writable view could change under us
+            elif data.format != "B":
+                data = data.cast("B")
+        elif not isinstance(data, bytes):
+            data = bytes(data)
+        self.data = data
+        self.trainable = trainable
+        self._sha256 = sha256
+
+    @property
+    def sha256(self) -> bytes:
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(self.data).digest()
+        return self._sha256
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Tensor) and self.name == other.name and self.type == other.type
+                and self.trainable == other.trainable and self.sha256 == other.sha256)
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name}: {self.type}, sha256={self.sha256.hex()[:12]})"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One pipeline step applied to the graph, with digests before and after."""
+
+    step: str
+    input_digest: str
+    output_digest: str
+    producer: str = ""
+
+
+@dataclass
+class Graph:
+    """A model: a topologically sorted dataflow graph plus its metadata.
+
+    ``dims`` maps each symbolic dimension name to the (input, axis) it is
+    read from at run time, so ``batch`` and ``seq`` stay symbolic through
+    save, load and lowering.
+    """
+
+    inputs: list[Value]
+    outputs: list[str]
+    nodes: list[Node]
+    params: dict[str, Tensor]
+    dims: dict[str, tuple[str, int]] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    tokenizer_json: bytes = b""
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    def copy(self) -> Graph:
+        """A copy whose structure may be changed freely; tensor bytes are shared (immutable)."""
+        new = copy.copy(self)
+        new.inputs = list(self.inputs)
+        new.outputs = list(self.outputs)
+        new.nodes = [Node(n.name, n.op, list(n.inputs), list(n.outputs), dict(n.attrs), n.scope)
+                     for n in self.nodes]
+        new.params = dict(self.params)
+        new.dims = dict(self.dims)
+        new.metadata = dict(self.metadata)
+        new.history = list(self.history)
+        return new
+
+    def value_types(self) -> dict[str, TensorType]:
+        """Type of every named value: inputs, params and node outputs."""
+        types = {v.name: v.type for v in self.inputs}
+        types.update({name: t.type for name, t in self.params.items()})
+        for node in self.nodes:
+            types.update({v.name: v.type for v in node.outputs})
+        return types
+
+    def producers(self) -> dict[str, Node]:
+        """Map from value name to the node that defines it."""
+        return {v.name: node for node in self.nodes for v in node.outputs}
+
+    def users(self) -> dict[str, list[Node]]:
+        """Map from value name to the nodes that read it, in graph order."""
+        users: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            for name in node.inputs:
+                if name:
+                    users.setdefault(name, []).append(node)
+        return users
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def param_count(self) -> int:
+        return sum(t.type.numel() for t in self.params.values())
+
+    def __repr__(self) -> str:
+        return (f"Graph(inputs={[v.name for v in self.inputs]}, outputs={self.outputs}, "
+                f"{len(self.nodes)} nodes, {len(self.params)} params)")

@@ -1,0 +1,137 @@
+"""Mase IR -> torch.fx.GraphModule.
+
+``to_torch(graph)`` gives a module called with the graph's inputs in order,
+returning the graph's output (a tuple when there are several). Its
+parameters carry the IR param names with ``requires_grad = trainable``, so it
+trains; ops whose behaviour follows the module mode (dropout, attention
+dropout, batch norm) are small submodules under ``_ops`` so ``train()`` and
+``eval()`` reach them.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx, nn
+
+from .. import ops, tensors
+from ..ir import Graph
+
+aten = torch.ops.aten
+
+
+class ModeAwareOp(nn.Module):
+    """One node of an op whose ATen call depends on train()/eval()."""
+
+    def __init__(self, op: ops.OpDef, attrs: dict):
+        super().__init__()
+        self.op = op
+        self.attrs = dict(attrs)
+
+    def forward(self, *inputs, **sizes):
+        overload, args, kwargs = self.op.call_args(list(inputs), self.attrs, sizes.__getitem__,
+                                                   training=self.training)
+        return overload(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"{self.op.name}, {self.attrs}"
+
+
+def to_torch(graph: Graph) -> fx.GraphModule:
+    """A GraphModule computing ``graph``, in eval mode."""
+    root = nn.Module()
+    fx_graph = fx.Graph()
+    env: dict[str, fx.Node] = {}
+    for value in graph.inputs:
+        env[value.name] = fx_graph.placeholder(_identifier(value.name))
+    sizes: dict[str, fx.Node] = {}
+
+    def size_of(dim: str) -> fx.Node:
+        if dim not in sizes:
+            source, axis = graph.dims[dim]
+            sizes[dim] = fx_graph.call_function(aten.sym_size.int, (env[source], axis))
+        return sizes[dim]
+
+    def value_of(name: str):
+        if not name:
+            return None
+        if name not in env:  # a param, read where first used
+            env[name] = fx_graph.get_attr(name)
+        return env[name]
+
+    for name, tensor in graph.params.items():
+        _install(root, name, _as_module_state(tensor))
+    used_modules = 0
+    for node in graph.nodes:
+        op = ops.get(node.op)
+        inputs = [value_of(n) for n in node.inputs]
+        if op.mode_dependent:
+            target = f"_ops.n{used_modules}_{_identifier(node.name)}"
+            used_modules += 1
+            _install(root, target, ModeAwareOp(op, node.attrs))
+            symbols = sorted({s for v in node.attrs.values() for s in ops._attr_symbols(v)})
+            result = fx_graph.call_module(target, tuple(inputs), {s: size_of(s) for s in symbols})
+        else:
+            overload, args, kwargs = op.call_args(inputs, node.attrs, size_of)
+            result = fx_graph.call_function(overload, args, kwargs)
+        result.name = _identifier(node.name)
+        if len(node.outputs) == 1:
+            env[node.outputs[0].name] = result
+        else:
+            for i, out in enumerate(node.outputs):
+                env[out.name] = fx_graph.call_function(operator.getitem, (result, i))
+    outputs = [value_of(n) for n in graph.outputs]
+    fx_graph.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
+    module = fx.GraphModule(root, fx_graph, class_name="MaseIRModule")
+    for name, tensor in graph.params.items():  # GraphModule copies only the params it reads
+        if not _has(module, name):
+            _install(module, name, _as_module_state(tensor))
+    return module.train(False)
+
+
+def _as_module_state(tensor):
+    value = tensors.to_torch(tensor)
+    if value.is_floating_point() or value.is_complex():
+        return nn.Parameter(value, requires_grad=tensor.trainable)
+    return _Buffer(value)
+
+
+class _Buffer:
+    """Marks a non-float tensor to be registered as a buffer."""
+
+    def __init__(self, value: torch.Tensor):
+        self.value = value
+
+
+def _install(module: nn.Module, path: str, obj) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        child = getattr(module, part, None)
+        if not isinstance(child, nn.Module):
+            child = nn.Module()
+            module.add_module(part, child)
+        module = child
+    if isinstance(obj, _Buffer):
+        module.register_buffer(leaf, obj.value)
+    elif isinstance(obj, nn.Parameter):
+        module.register_parameter(leaf, obj)
+    else:
+        module.add_module(leaf, obj)
+
+
+def _has(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_parameter(path)
+        return True
+    except AttributeError:
+        try:
+            module.get_buffer(path)
+            return True
+        except AttributeError:
+            return False
+
+
+def _identifier(name: str) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return out if out and not out[0].isdigit() else f"_{out}"

@@ -1,0 +1,166 @@
+"""In-memory IR <-> protobuf messages (spec/maseir.proto).
+
+Only the structure is converted here; where tensor bytes go is decided by
+``io``. ``digest(graph)`` is the sha256 of the canonical structure, which
+includes every tensor's sha256, so it identifies a graph with its weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ._proto import maseir_pb2 as pb
+from .errors import FileFormatError
+from .ir import DType, Graph, HistoryEntry, Node, NumberFormat, Sym, Tensor, TensorType, Value
+
+_FORMAT_KINDS = {
+    "float32": pb.NumberFormat.FLOAT32, "float16": pb.NumberFormat.FLOAT16,
+    "bfloat16": pb.NumberFormat.BFLOAT16, "fixed": pb.NumberFormat.FIXED, "int": pb.NumberFormat.INTEGER,
+}
+_FORMAT_NAMES = {v: k for k, v in _FORMAT_KINDS.items()}
+
+
+# --- to protobuf -----------------------------------------------------------------
+def model_to_proto(graph: Graph, producer: str) -> pb.Model:
+    """The Model message; tensor locations are left for the caller to fill."""
+    model = pb.Model(producer=producer, tokenizer_json=graph.tokenizer_json)
+    g = model.graph
+    for value in graph.inputs:
+        _value(g.inputs.add(), value)
+    g.outputs.extend(graph.outputs)
+    for node in graph.nodes:
+        msg = g.nodes.add(name=node.name, op=node.op, scope=node.scope)
+        msg.inputs.extend(node.inputs)
+        for value in node.outputs:
+            _value(msg.outputs.add(), value)
+        for name in sorted(node.attrs):
+            _attr(msg.attrs.add(name=name), node.attrs[name])
+    for name in sorted(graph.params):
+        tensor = graph.params[name]
+        msg = g.params.add(name=name, sha256=tensor.sha256, trainable=tensor.trainable)
+        _type(msg.type, tensor.type)
+    for name, (source, axis) in graph.dims.items():
+        g.dims.add(name=name, input=source, axis=axis)
+    for key in sorted(graph.metadata):
+        model.metadata.add(key=key, value=graph.metadata[key])
+    for entry in graph.history:
+        model.history.add(step=entry.step, input_digest=entry.input_digest,
+                          output_digest=entry.output_digest, producer=entry.producer)
+    return model
+
+
+def _value(msg, value: Value) -> None:
+    msg.name = value.name
+    _type(msg.type, value.type)
+
+
+def _type(msg, t: TensorType) -> None:
+    msg.dtype = t.dtype
+    for d in t.shape:
+        _dim(msg.shape.add(), d)
+    if t.format is not None:
+        f = t.format
+        msg.format.kind = _FORMAT_KINDS[f.kind]
+        msg.format.width, msg.format.frac, msg.format.scale = f.width, f.frac, f.scale
+
+
+def _dim(msg, d) -> None:
+    if isinstance(d, str):
+        msg.symbol = d
+    else:
+        msg.size = d
+
+
+def _attr(msg, value: Any) -> None:
+    if isinstance(value, bool):
+        msg.b = value
+    elif isinstance(value, int):
+        msg.i = value
+    elif isinstance(value, float):
+        msg.f = value
+    elif isinstance(value, str):
+        msg.s = value
+    elif isinstance(value, DType):
+        msg.dtype = value.name
+    elif isinstance(value, Sym):
+        msg.dim.symbol = value.name
+    elif isinstance(value, tuple):
+        if any(isinstance(v, str) for v in value):
+            msg.dims.SetInParent()
+            for v in value:
+                _dim(msg.dims.values.add(), v)
+        elif any(isinstance(v, float) for v in value):
+            msg.floats.SetInParent()
+            msg.floats.values.extend(float(v) for v in value)
+        else:
+            msg.ints.SetInParent()
+            msg.ints.values.extend(value)
+    else:
+        raise TypeError(f"attribute {msg.name}: cannot store {value!r}")
+
+
+# --- from protobuf ---------------------------------------------------------------
+def model_from_proto(model: pb.Model, tensor_bytes) -> Graph:
+    """A Graph from a Model message; ``tensor_bytes(msg)`` returns a param's bytes."""
+    g = model.graph
+    try:
+        params = {}
+        for msg in g.params:
+            params[msg.name] = Tensor(msg.name, _type_of(msg.type), tensor_bytes(msg),
+                                      msg.trainable, bytes(msg.sha256))
+        nodes = [Node(n.name, n.op, list(n.inputs), [_value_of(v) for v in n.outputs],
+                      {a.name: _attr_of(a) for a in n.attrs}, n.scope) for n in g.nodes]
+    except (ValueError, KeyError) as exc:
+        raise FileFormatError(f"corrupt structure: {exc}") from None
+    return Graph(
+        inputs=[_value_of(v) for v in g.inputs],
+        outputs=list(g.outputs),
+        nodes=nodes,
+        params=params,
+        dims={d.name: (d.input, d.axis) for d in g.dims},
+        metadata={e.key: e.value for e in model.metadata},
+        tokenizer_json=bytes(model.tokenizer_json),
+        history=[HistoryEntry(h.step, h.input_digest, h.output_digest, h.producer) for h in model.history],
+    )
+
+
+def _value_of(msg) -> Value:
+    return Value(msg.name, _type_of(msg.type))
+
+
+def _type_of(msg) -> TensorType:
+    fmt = None
+    if msg.HasField("format"):
+        f = msg.format
+        if f.kind not in _FORMAT_NAMES:
+            raise ValueError(f"number format kind {f.kind} is not supported by this version")
+        fmt = NumberFormat(_FORMAT_NAMES[f.kind], f.width, f.frac, f.scale)
+    return TensorType(msg.dtype, tuple(_dim_of(d) for d in msg.shape), fmt)
+
+
+def _dim_of(msg):
+    return msg.symbol if msg.WhichOneof("kind") == "symbol" else msg.size
+
+
+def _attr_of(msg) -> Any:
+    kind = msg.WhichOneof("value")
+    if kind == "dtype":
+        return DType(msg.dtype)
+    if kind == "dim":
+        return Sym(msg.dim.symbol) if msg.dim.WhichOneof("kind") == "symbol" else msg.dim.size
+    if kind == "dims":
+        return tuple(_dim_of(d) for d in msg.dims.values)
+    if kind in ("ints", "floats"):
+        return tuple(getattr(msg, kind).values)
+    if kind is None:
+        raise ValueError(f"attribute {msg.name} has no value")
+    return getattr(msg, kind)
+
+
+def digest(graph: Graph) -> str:
+    """sha256 hex of the graph's content: structure, metadata and weights (by their
+    sha256), not its history, so a step's output digest is known before it is recorded."""
+    model = model_to_proto(graph, "")
+    del model.history[:]
+    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()

@@ -1,0 +1,73 @@
+"""The canonical text form of a graph (``maseir show``).
+
+One line per item, in a fixed order, never weight data: params show dtype,
+shape, format and a sha256 prefix. Floats print as Python's shortest
+round-trip repr, so they read back exactly. Used as a git textconv driver,
+it gives local diffs: a rewrite touching two nodes changes two lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .ir import DType, Graph, Node, Sym, TensorType
+
+SHA_PREFIX = 12
+
+
+def show(graph: Graph) -> str:
+    return "\n".join(lines(graph)) + "\n"
+
+
+def lines(graph: Graph):
+    for key in sorted(graph.metadata):
+        yield f"metadata {key} = {json.dumps(graph.metadata[key], ensure_ascii=False)}"
+    if graph.tokenizer_json:
+        digest = hashlib.sha256(graph.tokenizer_json).hexdigest()[:SHA_PREFIX]
+        yield f"tokenizer {len(graph.tokenizer_json)} bytes sha256={digest}"
+    for name, (source, axis) in graph.dims.items():
+        yield f"dim {name} = {source}[{axis}]"
+    for value in graph.inputs:
+        yield f"input {value.name}: {format_type(value.type)}"
+    for name, tensor in graph.params.items():
+        flags = " trainable" if tensor.trainable else ""
+        yield f"param {name}: {format_type(tensor.type)}{flags} sha256={tensor.sha256.hex()[:SHA_PREFIX]}"
+    for node in graph.nodes:
+        yield format_node(node)
+    for name in graph.outputs:
+        yield f"output {name}"
+    for i, entry in enumerate(graph.history, 1):
+        yield (f"history {i}: {entry.step}  "
+               f"{entry.input_digest[:SHA_PREFIX]} -> {entry.output_digest[:SHA_PREFIX]}")
+
+
+def format_type(t: TensorType) -> str:
+    return str(t)
+
+
+def format_node(node: Node) -> str:
+    if len(node.outputs) == 1 and node.outputs[0].name == node.name:
+        head = f"node {node.name}: {format_type(node.outputs[0].type)}"
+    else:
+        outs = ", ".join(f"{v.name}: {format_type(v.type)}" for v in node.outputs)
+        head = f"node {node.name} -> {outs}"
+    args = ", ".join(name or "_" for name in node.inputs)
+    attrs = "".join(f" {k}={format_attr(v)}" for k, v in sorted(node.attrs.items()))
+    scope = "" if node.name.startswith(node.scope) else f" @{node.scope}"
+    return f"{head} = {node.op}({args}){attrs}{scope}"
+
+
+def format_attr(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (Sym, DType)):
+        return value.name
+    if isinstance(value, tuple):
+        return "[" + ", ".join(format_attr(v) if not isinstance(v, str) else v for v in value) + "]"
+    return repr(value)
