@@ -23,7 +23,7 @@ def show(graph: Graph) -> str:
 
 def lines(graph: Graph):
     for key in sorted(graph.metadata):
-        yield f"metadata {key} = {json.dumps(graph.metadata[key], ensure_ascii=False)}"
+        yield f"metadata {key} = {_text_value(graph.metadata[key])}"
     if graph.tokenizer_json:
         digest = hashlib.sha256(graph.tokenizer_json).hexdigest()[:SHA_PREFIX]
         yield f"tokenizer {len(graph.tokenizer_json)} bytes sha256={digest}"
@@ -41,6 +41,13 @@ def lines(graph: Graph):
     for i, entry in enumerate(graph.history, 1):
         yield (f"history {i}: {entry.step}  "
                f"{entry.input_digest[:SHA_PREFIX]} -> {entry.output_digest[:SHA_PREFIX]}")
+
+
+def _text_value(text: str) -> str:
+    """The string itself when it reads back unambiguously, else a JSON string."""
+    if text and "\n" not in text and text == text.strip() and not text.startswith('"'):
+        return text
+    return json.dumps(text, ensure_ascii=False)
 
 
 def format_type(t: TensorType) -> str:

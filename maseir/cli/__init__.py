@@ -1,0 +1,1 @@
+"""The ``maseir`` command: one module per subcommand, wired up in ``main``."""

@@ -1,0 +1,71 @@
+"""Entry point of the ``maseir`` command.
+
+Each subcommand lives in its own module with ``add_parser`` and ``run``.
+User errors (MaseIRError) print one line, ``maseir: error: ...``, and exit 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from ..errors import MaseIRError
+from . import check, export, show
+
+COMMANDS = (export, show, check)
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+    parser = argparse.ArgumentParser(
+        prog="maseir",
+        description="Export, inspect and rewrite ML models as Mase IR (.mir) files.",
+        epilog="examples:\n"
+               "  maseir export minilm -o minilm.mir   # the embedded all-MiniLM-L6-v2 BERT\n"
+               "  maseir show minilm.mir               # canonical text, one line per node\n"
+               "  maseir check minilm.mir              # validate; exit 1 lists every problem\n"
+               "run 'maseir COMMAND --help' for each command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"maseir {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except MaseIRError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"maseir: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("maseir: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `maseir show m.mir | head`
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # a bug in maseir, not in the input
+        if args.debug:
+            traceback.print_exc()
+        print(f"maseir: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

