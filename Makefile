@@ -23,7 +23,8 @@ test: $(STAMP)
 demo: $(STAMP)
 	mkdir -p demo-out
 	$(BIN)/maseir export minilm -o demo-out/minilm.mir
-	$(BIN)/maseir show demo-out/minilm.mir | head -40
+	@echo "--- maseir show (metadata, inputs, layer 0, outputs; the full text has one line per node) ---"
+	$(BIN)/maseir show demo-out/minilm.mir | grep -E '^(metadata|dim|input|node bert\.encoder\.layer\.0\.|output)'
 	$(BIN)/maseir check demo-out/minilm.mir
 
 clean:
