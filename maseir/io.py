@@ -12,6 +12,7 @@ and deterministic (same graph, same bytes).
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import struct
 import tempfile
@@ -36,7 +37,8 @@ assert _HEADER.size == 64
 ALIGN = 64
 
 
-def _producer() -> str:
+def producer() -> str:
+    """The producer string written into files and history entries."""
     from . import __version__
     return f"maseir {__version__}"
 
@@ -53,7 +55,10 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data_threshold: int 
     keeps the .mir itself small, e.g. for version control.
     """
     path = Path(path)
-    model = model_to_proto(graph, _producer())
+    unhashed = [t for t in graph.params.values() if t._sha256 is None]
+    for tensor, digest in zip(unhashed, _sha256_all([t.data for t in unhashed])):
+        tensor._sha256 = digest
+    model = model_to_proto(graph, producer())
     external_name = path.name + ".data"
     inline, external = _DataSection(), _DataSection()
     for msg in model.graph.params:
@@ -110,15 +115,7 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
     """Read a .mir file. With ``verify`` (the default) every tensor's sha256 is
     checked and a mismatch raises ChecksumError naming the tensor."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except FileNotFoundError:
-        raise FileFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise FileFormatError(f"{path}: is a directory, not a .mir file") from None
-    except OSError as exc:
-        raise FileFormatError(f"{path}: cannot read: {exc.strerror}") from None
+    blob = _map(path)
     model, view = _parse(path, blob)
     externals: dict[str, memoryview] = {}
 
@@ -143,16 +140,33 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
 def verify_checksums(graph: Graph) -> list[str]:
     """Names of the params whose bytes do not match their recorded sha256."""
     tensors = list(graph.params.values())
-
-    def ok(tensor) -> bool:
-        return hashlib.sha256(tensor.data).digest() == tensor.sha256
-
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # hashlib frees the GIL
-        results = list(pool.map(ok, tensors))
-    return [t.name for t, good in zip(tensors, results) if not good]
+    digests = _sha256_all([t.data for t in tensors])
+    return [t.name for t, digest in zip(tensors, digests) if digest != t.sha256]
 
 
-def _parse(path: Path, blob: bytes) -> tuple[pb.Model, memoryview]:
+def _sha256_all(buffers) -> list[bytes]:
+    """sha256 of each buffer, on all cores (hashlib releases the GIL on large buffers)."""
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda data: hashlib.sha256(data).digest(), buffers))
+
+
+def _map(path: Path):
+    """The file's bytes, memory-mapped read-only: tensors are views into it, and
+    checksumming reads the page cache directly instead of a copy."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FileFormatError(f"{path}: is a directory, not a .mir file") from None
+    except OSError as exc:
+        raise FileFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _parse(path: Path, blob) -> tuple[pb.Model, memoryview]:
     if len(blob) < _HEADER.size:
         head = blob[:len(MAGIC)]
         if head and MAGIC.startswith(head):
