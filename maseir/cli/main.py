@@ -12,9 +12,9 @@ import sys
 import traceback
 
 from ..errors import MaseIRError
-from . import check, export, show
+from . import apply, check, diff, export, passes, show
 
-COMMANDS = (export, show, check)
+COMMANDS = (export, show, check, apply, passes, diff)
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  maseir export minilm -o minilm.mir   # the embedded all-MiniLM-L6-v2 BERT\n"
                "  maseir show minilm.mir               # canonical text, one line per node\n"
                "  maseir check minilm.mir              # validate; exit 1 lists every problem\n"
+               "  maseir apply lab0.pass m.mir -o out.mir   # run a pipeline of passes\n"
+               "  maseir passes                        # the passes a pipeline can use\n"
+               "  maseir diff m.mir out.mir            # what a rewrite changed\n"
                "run 'maseir COMMAND --help' for each command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"maseir {__version__}")
@@ -48,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"maseir: error: {_one_line(exc)}", file=sys.stderr)
+        context = getattr(exc, "context", "")  # a pipeline error shows its line and a caret
+        if context:
+            print(context, file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("maseir: interrupted", file=sys.stderr)

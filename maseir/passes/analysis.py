@@ -1,0 +1,60 @@
+"""Analysis passes: ``count [OP]`` and ``report``. They return their input graph."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..ir import Graph
+from .registry import OP, PassResult, PassSpec, StepArgs, register
+
+
+def op_histogram(graph: Graph) -> dict[str, int]:
+    """Node count per op, most frequent first (ties by name)."""
+    counts = Counter(n.op for n in graph.nodes)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def count(graph: Graph, args: StepArgs) -> PassResult:
+    if args.object:
+        n = sum(node.op == args.object for node in graph.nodes)
+        return PassResult(graph, {args.object: n}, f"{args.object}: {n}")
+    histogram = op_histogram(graph)
+    summary = f"{len(graph.nodes)} nodes: " + ", ".join(f"{op} {n}" for op, n in histogram.items())
+    return PassResult(graph, histogram, summary)
+
+
+def report(graph: Graph, args: StepArgs) -> PassResult:
+    by_format: Counter = Counter()
+    for tensor in graph.params.values():
+        fmt = str(tensor.type.format) if tensor.type.format else tensor.type.dtype
+        by_format[fmt] += tensor.nbytes
+    elements = graph.param_count()
+    trainable = sum(t.type.numel() for t in graph.params.values() if t.trainable)
+    total_bytes = sum(by_format.values())
+    result = {
+        "nodes": len(graph.nodes),
+        "ops": op_histogram(graph),
+        "params": len(graph.params),
+        "elements": elements,
+        "trainable_elements": trainable,
+        "bytes": total_bytes,
+        "bytes_by_format": dict(sorted(by_format.items())),
+    }
+    formats = ", ".join(f"{k} {_size(v)}" for k, v in sorted(by_format.items()))
+    summary = (f"{len(graph.nodes)} nodes, {elements:,} parameters ({trainable:,} trainable), "
+               f"{_size(total_bytes)}: {formats}")
+    return PassResult(graph, result, summary)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+
+register(PassSpec("count", count, "count the nodes of an op, or of every op without one",
+                  objects=OP, object_help="an op name (spec/ops.md); omit for a histogram", analysis=True))
+register(PassSpec("report", report, "summarise ops, parameters, trainable parameters and bytes by number format",
+                  analysis=True))

@@ -1,0 +1,220 @@
+"""The pass registry: every pass declares its object and arguments once.
+
+The declaration serves three readers: the validator (a pipeline is checked
+whole before any step runs), ``maseir passes`` and the docs. A pass is a
+function ``(Graph, StepArgs) -> PassResult``; it never mutates its input
+graph (the runner checks digests) and is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import ops
+from ..dsl import ArgValue, DSLError, Pipeline, Step
+from ..ir import Graph
+
+OP = "op"
+"""``PassSpec.objects`` value meaning: any op name of the registry."""
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One argument of a pass: ``type`` is int, float, str, bool or list (of words)."""
+
+    name: str
+    type: str
+    default: Any = None
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        parts = [self.type]
+        if self.choices:
+            parts.append("one of " + "|".join(self.choices))
+        if self.min is not None or self.max is not None:
+            lo = "" if self.min is None else f"{self.min:g} <= "
+            hi = "" if self.max is None else f" <= {self.max:g}"
+            parts.append(f"{lo}{self.name}{hi}")
+        if self.default is not None:
+            parts.append(f"default {self.default}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class StepArgs:
+    """What a pass receives: the step's object, its argument values (defaults
+    filled in), and the pipeline seed."""
+
+    object: str | None
+    values: dict[str, Any]
+    seed: int = 0
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+
+@dataclass
+class PassResult:
+    """A pass's output graph, a JSON-able report, and the one-line summary ``apply`` prints."""
+
+    graph: Graph
+    report: dict
+    summary: str
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """A registered pass.
+
+    ``objects`` is None (the pass takes no object), ``OP`` (any op name), or
+    a tuple of allowed words; ``explain_object`` may say why a word is not
+    allowed. ``analysis`` passes return their input graph unchanged.
+    """
+
+    verb: str
+    run: Callable[[Graph, StepArgs], PassResult]
+    help: str
+    objects: Any = None
+    object_required: bool = False
+    object_help: str = ""
+    args: tuple[ArgSpec, ...] = ()
+    analysis: bool = False
+    explain_object: Callable[[str], str | None] | None = None
+
+    def arg(self, name: str) -> ArgSpec | None:
+        return next((a for a in self.args if a.name == name), None)
+
+    def usage(self) -> str:
+        obj = ""
+        if self.objects is not None:
+            word = "OP" if self.objects == OP else "|".join(self.objects)
+            obj = f" {word}" if self.object_required else f" [{word}]"
+        return self.verb + obj + "".join(f" {a.name}=..." for a in self.args)
+
+
+REGISTRY: dict[str, PassSpec] = {}
+
+
+def register(spec: PassSpec) -> PassSpec:
+    if spec.verb in REGISTRY:
+        raise ValueError(f"pass {spec.verb} registered twice")
+    REGISTRY[spec.verb] = spec
+    return spec
+
+
+@dataclass(frozen=True)
+class BoundStep:
+    """A validated step: its pass and its arguments with defaults filled in."""
+
+    step: Step
+    spec: PassSpec
+    args: StepArgs = field(compare=False)
+
+
+def validate(pipeline: Pipeline, seed: int = 0) -> list[BoundStep]:
+    """Check every step of ``pipeline`` against the registry; the first
+    problem raises DSLError with its line and column and the valid choices."""
+    return [bind(step, pipeline, seed) for step in pipeline.steps]
+
+
+def bind(step: Step, pipeline: Pipeline, seed: int = 0) -> BoundStep:
+    def fail(message: str, column: int | None = None) -> DSLError:
+        return DSLError(message, source=pipeline.source, line=step.line,
+                        column=column or step.column, text=pipeline.text)
+
+    spec = REGISTRY.get(step.verb)
+    if spec is None:
+        raise fail(f"unknown pass {step.verb!r}{_suggest(step.verb, REGISTRY)}; "
+                   f"passes: {', '.join(sorted(REGISTRY))}")
+    column = _column_of(pipeline.text, step, step.object)
+    if step.object is None and spec.object_required:
+        raise fail(f"{spec.verb} needs an object: {spec.usage()}")
+    if step.object is not None:
+        if spec.objects is None:
+            raise fail(f"{spec.verb} takes no object (got {step.object!r}): {spec.usage()}", column)
+        allowed = ops.REGISTRY if spec.objects == OP else spec.objects
+        if step.object not in allowed:
+            reason = spec.explain_object(step.object) if spec.explain_object else None
+            if reason is None:
+                what = "op" if spec.objects == OP else "object"
+                reason = f"unknown {what} {step.object!r}{_suggest(step.object, allowed)}"
+                if spec.objects != OP:
+                    reason += f"; choose from {', '.join(allowed)}"
+            raise fail(f"{spec.verb} {step.object}: {reason}", column)
+    values = {a.name: a.default for a in spec.args}
+    for key, value in step.args:
+        arg = spec.arg(key)
+        column = _column_of(pipeline.text, step, key + "=")
+        if arg is None:
+            names = [a.name for a in spec.args]
+            choices = f"; arguments: {', '.join(names)}" if names else "; it takes no arguments"
+            raise fail(f"{spec.verb}: unknown argument {key!r}{_suggest(key, names)}{choices}", column)
+        problem, converted = _convert(arg, value)
+        if problem:
+            raise fail(f"{spec.verb}: {key}={_show(value)}: {problem}", column)
+        values[key] = converted
+    return BoundStep(step, spec, StepArgs(step.object, values, seed))
+
+
+def _convert(arg: ArgSpec, value: ArgValue) -> tuple[str | None, Any]:
+    if arg.type == "list":
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(v, str) for v in items):
+            return "expected a comma list of names", None
+        bad = [v for v in items if arg.choices and v not in arg.choices]
+        if bad:
+            return f"{bad[0]!r} is not one of {', '.join(arg.choices)}{_suggest(bad[0], arg.choices)}", None
+        return None, tuple(items)
+    if isinstance(value, tuple):
+        return f"expected one {arg.type}, got a list", None
+    if arg.type == "bool":
+        if value in ("true", "false"):
+            return None, value == "true"
+        return "expected true or false", None
+    if arg.type == "int":
+        if not isinstance(value, int):
+            return f"expected an integer, got {_kind(value)}", None
+    elif arg.type == "float":
+        if not isinstance(value, (int, float)):
+            return f"expected a number, got {_kind(value)}", None
+        value = float(value)
+    elif arg.type == "str":
+        if not isinstance(value, str):
+            return f"expected a name or a quoted string, got {_kind(value)}", None
+        if arg.choices and value not in arg.choices:
+            return f"choose from {', '.join(arg.choices)}{_suggest(value, arg.choices)}", None
+    if arg.min is not None and value < arg.min or arg.max is not None and value > arg.max:
+        lo = "" if arg.min is None else f"{arg.min:g} <= "
+        hi = "" if arg.max is None else f" <= {arg.max:g}"
+        return f"out of range ({lo}{arg.name}{hi})", None
+    return None, value
+
+
+def _kind(value) -> str:
+    return {int: "an integer", float: "a number", str: f"the name {value!r}"}[type(value)]
+
+
+def _show(value: ArgValue) -> str:
+    from ..dsl import print_value
+    return print_value(value)
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _column_of(text: str, step: Step, needle: str | None) -> int | None:
+    """Column of ``needle`` on the step's line (for carets), if it is there."""
+    if not needle or not step.line:
+        return None
+    lines = text.splitlines()
+    if step.line > len(lines):
+        return None
+    found = lines[step.line - 1].find(needle, step.column)
+    return found + 1 if found >= 0 else None
