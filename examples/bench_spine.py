@@ -50,6 +50,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     """Median wall time of ``fn()`` over ``repeats`` calls, and its last result."""
     times, result = [], None
     for _ in range(repeats):
+        result = None  # free the previous result first: no two 400 MB graphs alive at once
         gc.collect()
         start = time.perf_counter()
         result = fn()

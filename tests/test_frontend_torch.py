@@ -35,17 +35,21 @@ def mlps(draw):
 def cnns(draw):
     channels = draw(st.lists(st.integers(1, 6), min_size=2, max_size=4))
     layers = []
+    size = 12  # spatial size, so pooling never shrinks it below 1
     for a, b in zip(channels, channels[1:]):
-        k = draw(st.integers(1, 3))
-        layers.append(nn.Conv2d(a, b, k, padding=draw(st.integers(0, k // 2))))
+        k = draw(st.integers(1, min(3, size)))
+        padding = draw(st.integers(0, k // 2))
+        layers.append(nn.Conv2d(a, b, k, padding=padding))
+        size = size + 2 * padding - k + 1
         if draw(st.booleans()):
             bn = nn.BatchNorm2d(b)
             bn.running_mean.uniform_(-1, 1)
             bn.running_var.uniform_(0.5, 2)
             layers.append(bn)
         layers.append(draw(st.sampled_from(ACTIVATIONS))())
-        if draw(st.booleans()):
+        if size >= 2 and draw(st.booleans()):
             layers.append(nn.MaxPool2d(2))
+            size //= 2
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], draw(st.integers(1, 5)))]
     torch.manual_seed(draw(st.integers(0, 2**16)))
     for layer in layers:
