@@ -12,7 +12,6 @@ and deterministic (same graph, same bytes).
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 import struct
 import tempfile
@@ -73,9 +72,26 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data_threshold: int 
     header = _HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, len(structure),
                           hashlib.sha256(structure).digest(), inline.size)
     pad = b"\0" * (_align(_HEADER.size + len(structure)) - _HEADER.size - len(structure))
-    if external.size:
-        _write_atomic(path.parent / external_name, external.chunks)
-    _write_atomic(path, [header, structure, pad, *inline.chunks])
+    files = [(path.parent / external_name, external.chunks)] if external.size else []
+    write_atomic(files + [(path, [header, structure, pad, *inline.chunks])])
+
+
+def write_atomic(files: list[tuple[Path, list]]) -> None:
+    """Write each (path, chunks) so that no reader ever sees a partial file.
+
+    Every file is written and fsynced to a temporary name next to it before
+    any is renamed into place (in the order given), so a failed write leaves
+    the old files intact."""
+    staged = []
+    try:
+        for path, chunks in files:
+            staged.append((_stage(Path(path), chunks), Path(path)))
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 class _DataSection:
@@ -94,43 +110,56 @@ class _DataSection:
         return offset
 
 
-def _write_atomic(path: Path, chunks) -> None:
+def _stage(path: Path, chunks) -> str:
+    """Write ``chunks`` to a fsynced temporary file next to ``path``; returns its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file follows the umask
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        os.unlink(tmp)
         raise
+    return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
     """Read a .mir file. With ``verify`` (the default) every tensor's sha256 is
     checked and a mismatch raises ChecksumError naming the tensor."""
     path = Path(path)
-    blob = _map(path)
-    model, view = _parse(path, blob)
+    with _open(path) as f, ThreadPoolExecutor(max_workers=_HASH_WORKERS) as pool:
+        model, data_len = _read_structure(path, f)
+        data = bytearray(data_len)
+        inline_digests = _read_data(path, f, data, model, pool if verify else None)
+    view = memoryview(data).toreadonly()  # tensors share it; nobody can write to it
     externals: dict[str, memoryview] = {}
 
     def tensor_bytes(msg):
         loc = msg.location
-        source = view if not loc.file else externals.setdefault(loc.file, _read_external(path, loc.file))
+        if loc.file and loc.file not in externals:
+            externals[loc.file] = _read_external(path, loc.file)
+        source = externals[loc.file] if loc.file else view
         end = loc.offset + loc.length
         if end > len(source):
             where = "the data section" if not loc.file else loc.file
             raise FileFormatError(f"{path}: tensor {msg.name} lies past the end of {where} (truncated?)")
         return source[loc.offset:end]
 
-    graph = model_from_proto(model, tensor_bytes)
+    graph = model_from_proto(model, tensor_bytes, str(path))
     if verify:
-        bad = verify_checksums(graph)
+        digests = {name: future.result() for name, future in inline_digests.items()}
+        external = [t for name, t in graph.params.items() if name not in digests]
+        digests.update(zip((t.name for t in external), _sha256_all([t.data for t in external])))
+        bad = [name for name, t in graph.params.items() if digests[name] != t.sha256]
         if bad:
             raise ChecksumError(f"{path}: tensor {bad[0]} does not match its sha256 "
                                 f"(the file is corrupt{'' if len(bad) == 1 else f'; {len(bad)} tensors differ'})")
@@ -144,20 +173,23 @@ def verify_checksums(graph: Graph) -> list[str]:
     return [t.name for t, digest in zip(tensors, digests) if digest != t.sha256]
 
 
+_HASH_WORKERS = min(4, os.cpu_count() or 1)
+_CHUNK = 1 << 24
+
+
+def _sha256(data) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
 def _sha256_all(buffers) -> list[bytes]:
     """sha256 of each buffer, on all cores (hashlib releases the GIL on large buffers)."""
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        return list(pool.map(lambda data: hashlib.sha256(data).digest(), buffers))
+    with ThreadPoolExecutor(max_workers=_HASH_WORKERS) as pool:
+        return list(pool.map(_sha256, buffers))
 
 
-def _map(path: Path):
-    """The file's bytes, memory-mapped read-only: tensors are views into it, and
-    checksumming reads the page cache directly instead of a copy."""
+def _open(path: Path):
     try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size == 0:
-                return b""
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return open(path, "rb")
     except FileNotFoundError:
         raise FileFormatError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -166,34 +198,63 @@ def _map(path: Path):
         raise FileFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _parse(path: Path, blob) -> tuple[pb.Model, memoryview]:
-    if len(blob) < _HEADER.size:
-        head = blob[:len(MAGIC)]
-        if head and MAGIC.startswith(head):
-            raise FileFormatError(f"{path}: truncated: {len(blob)} bytes, shorter than the header")
-        raise FileFormatError(f"{path}: not a .mir file ({len(blob)} bytes, no maseir header)")
-    magic, major, minor, _flags, struct_len, struct_sha, data_len = _HEADER.unpack_from(blob)
+def _read_structure(path: Path, f) -> tuple[pb.Model, int]:
+    """Check the header, the file length and the structure's sha256; parse the
+    structure. Leaves ``f`` at the start of the data section."""
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        if head and MAGIC.startswith(head[:len(MAGIC)]):
+            raise FileFormatError(f"{path}: truncated: {len(head)} bytes, shorter than the header")
+        raise FileFormatError(f"{path}: not a .mir file ({len(head)} bytes, no maseir header)")
+    magic, major, minor, flags, struct_len, struct_sha, data_len = _HEADER.unpack(head)
     if magic != MAGIC:
         raise FileFormatError(f"{path}: not a .mir file (bad magic bytes)")
     if major > FORMAT_MAJOR:
         raise FileFormatError(
             f"{path}: format version {major}.{minor} is newer than this maseir reads "
             f"({FORMAT_MAJOR}.{FORMAT_MINOR}); upgrade maseir to open it")
+    if flags:
+        raise FileFormatError(f"{path}: unknown header flags {flags:#x} (corrupt, or from a newer maseir)")
     data_start = _align(_HEADER.size + struct_len)
     expected = data_start + data_len
-    if len(blob) < expected:
-        raise FileFormatError(f"{path}: truncated: {len(blob)} bytes, the header says {expected}")
-    if len(blob) > expected:
-        raise FileFormatError(f"{path}: {len(blob) - expected} unexpected bytes after the data section")
-    structure = blob[_HEADER.size:_HEADER.size + struct_len]
+    if size < expected:
+        raise FileFormatError(f"{path}: truncated: {size} bytes, the header says {expected}")
+    if size > expected:
+        raise FileFormatError(f"{path}: {size - expected} unexpected bytes after the data section")
+    structure = f.read(struct_len)
     if hashlib.sha256(structure).digest() != struct_sha:
         raise ChecksumError(f"{path}: the graph structure does not match its sha256 (the file is corrupt)")
+    if f.read(data_start - _HEADER.size - struct_len).strip(b"\0"):
+        raise FileFormatError(f"{path}: non-zero padding before the data section (the file is corrupt)")
     model = pb.Model()
     try:
         model.ParseFromString(structure)
     except DecodeError as exc:
         raise FileFormatError(f"{path}: corrupt structure: {exc}") from None
-    return model, memoryview(blob)[data_start:]
+    return model, data_len
+
+
+def _read_data(path: Path, f, data: bytearray, model: pb.Model, pool) -> dict:
+    """Read the data section into ``data``, starting each inline tensor's sha256
+    on ``pool`` as soon as its bytes are in, so hashing overlaps reading."""
+    pending = sorted((p.location.offset + p.location.length, p.location.offset, p.name)
+                     for p in model.graph.params if not p.location.file)
+    futures = {}
+    view = memoryview(data)
+    pos = 0
+    while pos < len(data):
+        n = f.readinto(view[pos:pos + _CHUNK])
+        if not n:
+            raise FileFormatError(f"{path}: truncated while reading the data section")
+        pos += n
+        while pool is not None and pending and pending[0][0] <= pos:
+            end, start, name = pending.pop(0)
+            futures[name] = pool.submit(_sha256, view[start:end])
+    if pool is not None:
+        for end, start, name in pending:  # locations past the end are reported by the caller
+            futures[name] = pool.submit(_sha256, view[start:min(end, len(data))])
+    return futures
 
 
 def _read_external(path: Path, name: str) -> memoryview:

@@ -101,28 +101,28 @@ def _attr(msg, value: Any) -> None:
 
 
 # --- from protobuf ---------------------------------------------------------------
-def model_from_proto(model: pb.Model, tensor_bytes) -> Graph:
-    """A Graph from a Model message; ``tensor_bytes(msg)`` returns a param's bytes."""
+def model_from_proto(model: pb.Model, tensor_bytes, source: str = "<model>") -> Graph:
+    """A Graph from a Model message; ``tensor_bytes(msg)`` returns a param's bytes.
+    Structural nonsense raises FileFormatError naming ``source``."""
     g = model.graph
     try:
         params = {}
         for msg in g.params:
             params[msg.name] = Tensor(msg.name, _type_of(msg.type), tensor_bytes(msg),
                                       msg.trainable, bytes(msg.sha256))
-        nodes = [Node(n.name, n.op, list(n.inputs), [_value_of(v) for v in n.outputs],
-                      {a.name: _attr_of(a) for a in n.attrs}, n.scope) for n in g.nodes]
-    except (ValueError, KeyError) as exc:
-        raise FileFormatError(f"corrupt structure: {exc}") from None
-    return Graph(
-        inputs=[_value_of(v) for v in g.inputs],
-        outputs=list(g.outputs),
-        nodes=nodes,
-        params=params,
-        dims={d.name: (d.input, d.axis) for d in g.dims},
-        metadata={e.key: e.value for e in model.metadata},
-        tokenizer_json=bytes(model.tokenizer_json),
-        history=[HistoryEntry(h.step, h.input_digest, h.output_digest, h.producer) for h in model.history],
-    )
+        return Graph(
+            inputs=[_value_of(v) for v in g.inputs],
+            outputs=list(g.outputs),
+            nodes=[Node(n.name, n.op, list(n.inputs), [_value_of(v) for v in n.outputs],
+                        {a.name: _attr_of(a) for a in n.attrs}, n.scope) for n in g.nodes],
+            params=params,
+            dims={d.name: (d.input, d.axis) for d in g.dims},
+            metadata={e.key: e.value for e in model.metadata},
+            tokenizer_json=bytes(model.tokenizer_json),
+            history=[HistoryEntry(h.step, h.input_digest, h.output_digest, h.producer) for h in model.history],
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FileFormatError(f"{source}: corrupt structure: {exc}") from None
 
 
 def _value_of(msg) -> Value:

@@ -137,15 +137,11 @@ def in_process(args, work: Path, capfd, monkeypatch) -> subprocess.CompletedProc
     return subprocess.CompletedProcess(args, code, out, err)
 
 
-def error_lines(result, progress: bool = False) -> list[str]:
-    """The stderr lines of a user error (exit 2, no traceback); with
-    ``progress``, without export's leading 'exporting NAME ...' line."""
+def error_lines(result) -> list[str]:
+    """The stderr lines of a user error (exit 2, no traceback)."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.splitlines()
-    if progress and lines and lines[0].startswith("exporting ") and lines[0].endswith(" ..."):
-        lines = lines[1:]
-    return lines
+    return result.stderr.splitlines()
 
 
 def assert_one_error_line(lines: list[str], expected: str) -> None:
@@ -220,7 +216,7 @@ def test_user_error(work, capfd, monkeypatch, case):
 def test_export_user_error(work, capfd, monkeypatch, case):
     args, expected = EXPORT_ERRORS[case]
     result = in_process(args, work, capfd, monkeypatch)
-    assert_one_error_line(error_lines(result, progress=True), expected)
+    assert_one_error_line(error_lines(result), expected)
     assert not (work / "x.mir").exists()
 
 
@@ -287,14 +283,11 @@ def test_check_fresh_export_is_ok(cli, work):
 @pytest.mark.parametrize("case", SUBPROCESS_ERRORS)
 def test_user_error_subprocess(cli, case):
     if case in EXPORT_ERRORS:
-        assert_one_error_line(error_lines(cli[case], progress=True), EXPORT_ERRORS[case][1])
+        assert_one_error_line(error_lines(cli[case]), EXPORT_ERRORS[case][1])
     else:
         assert_one_error_line(error_lines(cli[case]), USER_ERRORS[case][1])
         assert cli[case].stdout == ""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli/export.py prints 'exporting NAME ...' to stderr before the name and --inputs are checked, "
-    "so an export user error is two stderr lines, not one"))
 def test_export_user_error_is_one_stderr_line(cli):
     assert_one_error_line(error_lines(cli["export-missing-folder"]), "no-such-model")

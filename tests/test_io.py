@@ -306,9 +306,6 @@ def test_unchanged_rewritten_structure_still_loads(graph, blob, tmp_path):
     assert maseir.load(write(tmp_path / "c.mir", with_structure(blob, lambda m: None))) == graph
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: serialize.model_from_proto converts graph inputs outside its try/except, so an input "
-    "with an unknown NumberFormat kind (e.g. MINIFLOAT, reserved for later) escapes as ValueError"))
 def test_crafted_input_format_kind_is_a_file_format_error(blob, tmp_path):
     path = write(tmp_path / "c.mir",
                  with_structure(blob, lambda m: setattr(m.graph.inputs[0].type.format, "kind", 6)))
@@ -316,8 +313,6 @@ def test_crafted_input_format_kind_is_a_file_format_error(blob, tmp_path):
         maseir.load(path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: errors raised in serialize.model_from_proto ('corrupt structure: ...') lack the file path"))
 def test_crafted_structure_error_names_the_file(blob, tmp_path):
     path = write(tmp_path / "c.mir", with_structure(blob, CRAFTED["unknown dtype"]))
     with pytest.raises(FileFormatError) as info:
@@ -404,9 +399,6 @@ def test_external_data_in_a_subfolder_is_allowed(graph, tmp_path):
     assert maseir.load(path) == graph
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: io.load's tensor_bytes uses externals.setdefault(loc.file, _read_external(...)); the "
-    "argument is evaluated every time, so the whole .data file is re-read once per tensor"))
 def test_external_data_is_read_once(graph, tmp_path, monkeypatch):
     path = tmp_path / "m.mir"
     maseir.save(graph, path, external_data_threshold=1)
@@ -465,20 +457,17 @@ def test_save_into_a_missing_folder_fails_cleanly(graph, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, raises=ChecksumError, reason=(
-    "BUG: io.save replaces <name>.data before writing <name>.mir; when the .mir write fails, the "
-    "old .mir is left pointing at the new .data, so the old file no longer loads"))
 def test_failed_save_with_external_data_keeps_the_old_pair(graph, other_graph, tmp_path, monkeypatch):
     path = tmp_path / "m.mir"
     maseir.save(other_graph, path, external_data_threshold=1)
-    real = os.replace
+    real = mio._stage
 
-    def replace(src, dst):
+    def stage(dst, chunks):  # the disk fills up while the .mir is written, after the .data
         if str(dst).endswith(".mir"):
             raise OSError(28, "No space left on device")
-        return real(src, dst)
+        return real(dst, chunks)
 
-    monkeypatch.setattr(mio.os, "replace", replace)
+    monkeypatch.setattr(mio, "_stage", stage)
     with pytest.raises(OSError):
         maseir.save(graph, path, external_data_threshold=1)
     monkeypatch.undo()
@@ -486,9 +475,6 @@ def test_failed_save_with_external_data_keeps_the_old_pair(graph, other_graph, t
     assert maseir.load(path) == other_graph
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: io._write_atomic writes through tempfile.mkstemp, whose 0600 mode survives os.replace, "
-    "so saved files ignore the umask (a plain open() would give 0644 under umask 022)"))
 def test_saved_file_mode_follows_the_umask(graph, tmp_path):
     umask = os.umask(0o022)
     try:
@@ -509,9 +495,6 @@ def test_loaded_graph_survives_an_atomic_overwrite(graph, other_graph, tmp_path)
     assert mio.verify_checksums(loaded) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: io.load memory-maps the file (io._map, MAP_SHARED), so Tensor.data of a loaded graph "
-    "changes when the file is rewritten in place (cp, open('wb')); ir.Tensor promises immutable bytes"))
 def test_loaded_graph_survives_an_in_place_overwrite(graph, other_graph, tmp_path):
     path = tmp_path / "m.mir"
     other = tmp_path / "other.mir"
@@ -524,9 +507,6 @@ def test_loaded_graph_survives_an_in_place_overwrite(graph, other_graph, tmp_pat
         assert bytes(loaded.params[name].data) == bytes(tensor.data), name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: io.load memory-maps the file; truncating it in place (cp of a smaller file) makes any "
-    "later read of a loaded tensor kill the process with SIGBUS"))
 def test_loaded_graph_survives_truncation_of_its_file(blob, tmp_path):
     path = write(tmp_path / "m.mir", blob)
     script = (
@@ -594,6 +574,3 @@ def test_mangled_structure_with_valid_sha_never_crashes(blob, scratch, edits):
         maseir.load(path)
     except MaseIRError:
         pass
-    except ValueError as exc:  # the known input-format bug, pinned by an xfail test above
-        if "number format kind" not in str(exc):
-            raise

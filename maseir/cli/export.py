@@ -49,7 +49,7 @@ def run(args) -> int:
         raise MaseIRError(f"{args.output}: folder {out_dir} does not exist")
     inputs = tuple(i.strip() for i in args.inputs.split(",") if i.strip())
     start = time.perf_counter()
-    if not args.json:
+    if not args.json and sys.stderr.isatty():  # progress for people; errors stay one line in scripts
         print(f"exporting {args.name} ...", file=sys.stderr, flush=True)
     graph = export_pretrained(args.name, task=args.task, num_labels=args.num_labels, inputs=inputs,
                               seed=args.seed, random_init=args.random_init)

@@ -79,6 +79,9 @@ def _build_model(name: str, source: str, num_labels: int, seed: int, random_init
     transformers.logging.disable_progress_bar()
     if os.path.exists(name) and not os.path.isdir(name):
         raise ModelLoadError(f"{name}: not a folder (a model folder holds config.json)")
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep == "\\" and "\\" in name
+    if looks_local and not os.path.isdir(os.path.expanduser(name)):
+        raise ModelLoadError(f"{name}: no such model folder")
     try:
         config = AutoConfig.from_pretrained(source, num_labels=num_labels)
         torch.manual_seed(seed)
