@@ -1,5 +1,6 @@
 # make test: set up .venv (if needed) and run every test.
-# make demo: set up .venv (if needed) and run the main job on the embedded default.
+# make demo: set up .venv (if needed) and run the main job on the embedded default:
+#            export MiniLM, show and check it, run the Lab 0 pipeline, diff the result.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -26,6 +27,9 @@ demo: $(STAMP)
 	@echo "--- maseir show (metadata, inputs, layer 0, outputs; the full text has one line per node) ---"
 	$(BIN)/maseir show demo-out/minilm.mir | grep -E '^(metadata|dim|input|node bert\.encoder\.layer\.0\.|output)'
 	$(BIN)/maseir check demo-out/minilm.mir
+	$(BIN)/maseir apply examples/lab0/lab0.pass demo-out/minilm.mir -o demo-out/minilm-nodrop.mir
+	$(BIN)/maseir diff demo-out/minilm.mir demo-out/minilm-nodrop.mir | tail -1
+	$(BIN)/maseir apply -e report demo-out/minilm-nodrop.mir
 
 clean:
 	rm -rf $(VENV) demo-out
