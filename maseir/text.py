@@ -22,6 +22,9 @@ def show(graph: Graph) -> str:
 
 
 def lines(graph: Graph):
+    for i, entry in enumerate(graph.history, 1):  # first, so `maseir show m.mir | head` says how it was made
+        yield (f"history {i}: {entry.step}  "
+               f"{entry.input_digest[:SHA_PREFIX]} -> {entry.output_digest[:SHA_PREFIX]}")
     for key in sorted(graph.metadata):
         yield f"metadata {key} = {_text_value(graph.metadata[key])}"
     if graph.tokenizer_json:
@@ -38,9 +41,6 @@ def lines(graph: Graph):
         yield format_node(node)
     for name in graph.outputs:
         yield f"output {name}"
-    for i, entry in enumerate(graph.history, 1):
-        yield (f"history {i}: {entry.step}  "
-               f"{entry.input_digest[:SHA_PREFIX]} -> {entry.output_digest[:SHA_PREFIX]}")
 
 
 def _text_value(text: str) -> str:
