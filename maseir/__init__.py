@@ -11,7 +11,8 @@ from .ir import Graph, Node, NumberFormat, Tensor, TensorType, Value
 __version__ = "0.1.0"
 
 __all__ = ["MaseIRError", "Graph", "Node", "NumberFormat", "Tensor", "TensorType", "Value",
-           "export", "export_pretrained", "save", "load", "to_torch", "show", "check"]
+           "export", "export_pretrained", "save", "load", "to_torch", "show", "check",
+           "to_onnx", "ort_session", "import_onnx"]
 
 
 def export(model, example_inputs=(), **kwargs):
@@ -42,6 +43,24 @@ def to_torch(graph):
     """Lower a Graph to a torch.fx.GraphModule (see maseir.lowering.torch)."""
     from .lowering.torch import to_torch as _to_torch
     return _to_torch(graph)
+
+
+def to_onnx(graph, **kwargs):
+    """Lower a Graph to an onnx.ModelProto, opset 21 by default (see maseir.lowering.onnx)."""
+    from .lowering.onnx import to_onnx as _to_onnx
+    return _to_onnx(graph, **kwargs)
+
+
+def ort_session(graph, **kwargs):
+    """An ONNX Runtime runner of a Graph, built once per graph (see maseir.runtime)."""
+    from .runtime import ort_session as _ort_session
+    return _ort_session(graph, **kwargs)
+
+
+def import_onnx(path, **kwargs):
+    """Read an ONNX file into a Graph (see maseir.frontends.onnx)."""
+    from .frontends.onnx import import_onnx as _import_onnx
+    return _import_onnx(path, **kwargs)
 
 
 def show(graph) -> str:

@@ -209,6 +209,7 @@ register("leaky_relu", aten.leaky_relu.default, "x if x > 0 else negative_slope 
 register("hardtanh", aten.hardtanh.default, "clamp(x, min_val, max_val)")
 register("softmax", aten.softmax.int, "softmax along dim")
 register("log_softmax", aten.log_softmax.int, "log of softmax along dim")
+register("erf", aten.erf.default, "Gauss error function")
 
 # Elementwise arithmetic and comparison
 register("add", aten.add.Tensor, "self + alpha * other", scalar_aten=aten.add.Scalar)
@@ -220,12 +221,23 @@ register("neg", aten.neg.default, "-self")
 register("sqrt", aten.sqrt.default, "square root")
 register("rsqrt", aten.rsqrt.default, "1 / sqrt(self)")
 register("exp", aten.exp.default, "e ** self")
+register("log", aten.log.default, "natural logarithm")
+register("abs", aten.abs.default, "|self|")
+register("reciprocal", aten.reciprocal.default, "1 / self")
+register("maximum", aten.maximum.default, "elementwise max(self, other)")
+register("minimum", aten.minimum.default, "elementwise min(self, other)")
+register("clamp", aten.clamp.default, "self limited to [min, max] (either bound optional)")
 register("eq", aten.eq.Tensor, "self == other", scalar_aten=aten.eq.Scalar)
 register("ge", aten.ge.Tensor, "self >= other", scalar_aten=aten.ge.Scalar)
 register("gt", aten.gt.Tensor, "self > other", scalar_aten=aten.gt.Scalar)
 register("lt", aten.lt.Tensor, "self < other", scalar_aten=aten.lt.Scalar)
+register("le", aten.le.Tensor, "self <= other", scalar_aten=aten.le.Scalar)
+register("ne", aten.ne.Tensor, "self != other", scalar_aten=aten.ne.Scalar)
+register("isnan", aten.isnan.default, "self != self (true where NaN)")
 register("bitwise_and", aten.bitwise_and.Tensor, "self & other (logical and on bool)",
          scalar_aten=aten.bitwise_and.Scalar)
+register("bitwise_or", aten.bitwise_or.Tensor, "self | other (logical or on bool)",
+         scalar_aten=aten.bitwise_or.Scalar)
 register("bitwise_not", aten.bitwise_not.default, "~self (logical not on bool)")
 register("where", aten.where.self, "other where not condition, else self")
 register("masked_fill", aten.masked_fill.Scalar, "self with value where mask is true")
@@ -318,6 +330,7 @@ def _run_meta(op: OpDef, input_types, attrs, sizes: dict[str, int]) -> list[torc
 # --- documentation -------------------------------------------------------------
 def markdown() -> str:
     """spec/ops.md: the op set as a table (regenerate: ``python -m maseir.ops > spec/ops.md``)."""
+    from .lowering import onnx as _onnx_rules  # noqa: F401  (fills the ONNX column)
     out = ["# Mase IR op set", "",
            "Generated from the op registry (`maseir/ops.py`) by `python -m maseir.ops > spec/ops.md`;",
            "`tests/test_ops.py` fails when this file and the registry disagree.", "",
@@ -344,4 +357,7 @@ def _doc_default(value: Any) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown(), end="")
+    # Run as a script this module is __main__; the ONNX rules fill the registry
+    # of the imported maseir.ops, so print that one.
+    from maseir.ops import markdown as _markdown
+    print(_markdown(), end="")

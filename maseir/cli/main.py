@@ -12,9 +12,9 @@ import sys
 import traceback
 
 from ..errors import MaseIRError
-from . import apply, check, diff, export, passes, show
+from . import apply, bench, check, diff, export, import_, lower, passes, show
 
-COMMANDS = (export, show, check, apply, passes, diff)
+COMMANDS = (export, show, check, apply, passes, diff, lower, import_, bench)
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3

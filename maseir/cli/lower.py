@@ -1,0 +1,64 @@
+"""``maseir lower MODEL --to onnx -o OUT``: a .mir as a file another runtime reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..errors import MaseIRError
+from ..io import load
+
+TARGETS = ("onnx",)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "lower", help="lower a .mir file to ONNX (for onnxruntime, Netron, deployment)",
+        description="Lower MODEL to a runtime format and write it to OUT atomically. The ONNX file "
+                    "(opset 21 by default) has symbolic batch/seq sizes as dim_params and node names "
+                    "taken from the module paths; dropout and other train-mode ops have eval semantics. "
+                    "Large weights go to OUT.data next to it.",
+        epilog="examples:\n"
+               "  maseir lower m.mir --to onnx -o m.onnx\n"
+               "  maseir lower m.mir --to onnx -o m.onnx --external-data-threshold 1024",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="the .mir file")
+    p.add_argument("--to", required=True, choices=TARGETS, help="target format")
+    p.add_argument("-o", "--output", required=True, help="the file to write")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 21)")
+    p.add_argument("--external-data-threshold", type=int, metavar="BYTES",
+                   help="store weights of at least BYTES in OUT.data next to the file "
+                        "(automatic for models near protobuf's 2 GB limit)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..lowering.onnx import DEFAULT_OPSET, save_onnx
+
+    output = Path(args.output)
+    if output.resolve() == Path(args.model).resolve():
+        raise MaseIRError(f"{args.output}: the output must not be the input file")
+    if not output.parent.resolve().is_dir():
+        raise MaseIRError(f"{args.output}: folder {output.parent} does not exist")
+    graph = load(args.model)
+    start = time.perf_counter()
+    opset = args.opset or DEFAULT_OPSET
+    save_onnx(graph, output, opset=opset, external_data_threshold=args.external_data_threshold)
+    seconds = time.perf_counter() - start
+    data = output.with_name(output.name + ".data")
+    summary = {"output": str(output), "format": "onnx", "opset": opset, "nodes": len(graph.nodes),
+               "bytes": os.path.getsize(output),
+               "external_data": str(data) if args.external_data_threshold is not None and data.exists() else None,
+               "seconds": round(seconds, 3)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        extra = f" (+ weights in {data.name})" if summary["external_data"] else ""
+        print(f"wrote {output}: ONNX opset {opset}, {summary['bytes'] / 1e6:.1f} MB{extra} in {seconds:.2f}s",
+              file=sys.stdout)
+    return 0

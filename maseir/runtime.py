@@ -1,0 +1,214 @@
+"""Running a graph: ONNX Runtime sessions (built once per graph) and latency benchmarks.
+
+``ort_session(graph)`` lowers the graph to ONNX and wraps an
+``onnxruntime.InferenceSession`` (graph optimisation level "all") in an
+:class:`OrtRunner` that is called like the torch lowering: graph inputs in
+order, numpy arrays or torch tensors in, numpy arrays out. Runners are cached
+per graph object and thread count, so repeated evaluation never rebuilds a
+session.
+
+``bench(graph, runtime, batch, seq_len)`` times either runtime on generated
+inputs of the given size: warm-up runs excluded, latency percentiles and
+throughput reported with the thread count used.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import weakref
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import MaseIRError
+from .ir import Graph
+
+RUNTIMES = ("onnxruntime", "torch")
+
+_SESSIONS: dict[tuple, OrtRunner] = {}
+
+
+def default_threads() -> int:
+    """Threads a runtime uses when not told: the cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class OrtRunner:
+    """An ONNX Runtime session for one graph, called like ``to_torch(graph)``."""
+
+    def __init__(self, graph: Graph, threads: int | None = None, opset: int | None = None):
+        import onnxruntime as ort
+
+        from .lowering.onnx import DEFAULT_OPSET, save_onnx, to_onnx
+
+        self.threads = threads or default_threads()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        opset = opset or DEFAULT_OPSET
+        providers = ["CPUExecutionProvider"]
+        if sum(t.nbytes for t in graph.params.values()) < 1_500_000_000:
+            self.session = ort.InferenceSession(to_onnx(graph, opset).SerializeToString(), options,
+                                                providers=providers)
+        else:  # past protobuf's 2 GB limit the weights must live in a file next to the model
+            with tempfile.TemporaryDirectory(prefix="maseir-ort-") as folder:
+                path = os.path.join(folder, "model.onnx")
+                save_onnx(graph, path, opset=opset, external_data_threshold=1024)
+                self.session = ort.InferenceSession(path, options, providers=providers)
+        self.input_names = [v.name for v in graph.inputs]
+        self.output_names = list(graph.outputs)
+        self._dtypes = {v.name: v.type.dtype for v in graph.inputs}
+
+    def __call__(self, *inputs, **named):
+        """Outputs for inputs given in graph order (or by name): one array, or a tuple."""
+        if len(inputs) > len(self.input_names):
+            raise MaseIRError(f"the graph takes {len(self.input_names)} inputs, got {len(inputs)}")
+        feeds = dict(zip(self.input_names, inputs))
+        feeds.update(named)
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise MaseIRError(f"missing graph inputs: {', '.join(missing)}")
+        outputs = self.session.run(self.output_names, {n: _as_numpy(feeds[n], self._dtypes[n])
+                                                       for n in self.input_names})
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def _as_numpy(value: Any, dtype: str) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if dtype == "bool":
+        return array.astype(np.bool_, copy=False)
+    if dtype == "bfloat16":
+        raise MaseIRError("bfloat16 graph inputs cannot be fed to ONNX Runtime from numpy")
+    return array.astype(np.dtype(dtype), copy=False)
+
+
+def ort_session(graph: Graph, *, threads: int | None = None) -> OrtRunner:
+    """The ONNX Runtime runner of ``graph``, built on first use and then reused."""
+    key = (id(graph), threads or default_threads())
+    runner = _SESSIONS.get(key)
+    if runner is None:
+        runner = OrtRunner(graph, threads)
+        _SESSIONS[key] = runner
+        weakref.finalize(graph, _SESSIONS.pop, key, None)
+    return runner
+
+
+# --- benchmarks ----------------------------------------------------------------------
+@dataclass
+class BenchResult:
+    """Latency (milliseconds) and throughput of one runtime at one input size."""
+
+    runtime: str
+    batch: int
+    seq_len: int
+    threads: int
+    warmup: int
+    repeats: int
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    samples_per_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def example_inputs(graph: Graph, batch: int, seq_len: int, seed: int = 0) -> list[np.ndarray]:
+    """Inputs for ``graph``: ``batch`` for the batch dim, ``seq_len`` for every other
+    symbolic dim; token ids within the embedding they index, masks of ones."""
+    rng = np.random.default_rng(seed)
+    bounds = _index_bounds(graph)
+    arrays = []
+    for value in graph.inputs:
+        shape = [d if isinstance(d, int) else (batch if d == "batch" else seq_len) for d in value.type.shape]
+        dtype = value.type.dtype
+        if dtype == "bool" or "mask" in value.name:
+            arrays.append(np.ones(shape, dtype=np.dtype("bool" if dtype == "bool" else dtype)))
+        elif dtype.startswith("int") or dtype == "uint8":
+            arrays.append(rng.integers(0, bounds.get(value.name, 2), size=shape).astype(dtype))
+        elif dtype in ("float32", "float16", "float64"):
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        else:
+            raise MaseIRError(f"input {value.name}: cannot generate {dtype} inputs for a benchmark")
+    return arrays
+
+
+def _index_bounds(graph: Graph) -> dict[str, int]:
+    """For integer inputs read by an embedding: the number of rows they may index."""
+    bounds = {}
+    for node in graph.nodes:
+        if node.op == "embedding" and len(node.inputs) > 1:
+            weight = graph.params.get(node.inputs[0])
+            if weight is not None and isinstance(weight.type.shape[0], int):
+                bounds.setdefault(node.inputs[1], weight.type.shape[0])
+    return bounds
+
+
+def bench(graph: Graph, runtime: str = "onnxruntime", *, batch: int = 1, seq_len: int = 128,
+          threads: int | None = None, warmup: int = 5, repeats: int = 30) -> BenchResult:
+    """Time ``repeats`` runs of ``graph`` after ``warmup`` untimed ones."""
+    if runtime not in RUNTIMES:
+        raise MaseIRError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if batch < 1 or seq_len < 1 or repeats < 1 or warmup < 0:
+        raise MaseIRError("batch, seq-len and repeats must be at least 1, warmup at least 0")
+    threads = threads or default_threads()
+    inputs = example_inputs(graph, batch, seq_len)
+    if runtime == "onnxruntime":
+        run = _ort_runner(graph, threads, inputs)
+    else:
+        run = _torch_runner(graph, threads, inputs)
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return summarize(runtime, batch, seq_len, threads, warmup, times)
+
+
+def summarize(runtime: str, batch: int, seq_len: int, threads: int, warmup: int, times: list[float]) -> BenchResult:
+    """A BenchResult from per-run wall times in seconds."""
+    ms = sorted(t * 1000 for t in times)
+    mean = statistics.fmean(ms)
+    return BenchResult(runtime, batch, seq_len, threads, warmup, len(ms), round(_percentile(ms, 50), 3),
+                       round(_percentile(ms, 90), 3), round(mean, 3), round(batch * 1000 / mean, 2))
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default)."""
+    return float(np.percentile(np.asarray(sorted_values), q))
+
+
+def _ort_runner(graph: Graph, threads: int, inputs: list[np.ndarray]):
+    runner = ort_session(graph, threads=threads)
+    feeds = dict(zip(runner.input_names, inputs))
+    session, outputs = runner.session, runner.output_names
+    return lambda: session.run(outputs, feeds)
+
+
+def _torch_runner(graph: Graph, threads: int, inputs: list[np.ndarray]):
+    import torch
+
+    from .lowering.torch import to_torch
+
+    torch.set_num_threads(threads)
+    module = to_torch(graph).eval()
+    tensors = [torch.from_numpy(a) for a in inputs]
+
+    def run():
+        with torch.inference_mode():
+            return module(*tensors)
+    return run
