@@ -1,0 +1,39 @@
+"""ONNX -> Mase IR.
+
+``import_onnx(path)`` reads an ONNX file (the protobuf only: nothing in it is
+executed) and converts it node by node into registry ops, so the result is an
+ordinary Graph that passes ``maseir.check`` and lowers to torch and back to
+ONNX. Names carry over: IR nodes are named after ONNX nodes, values after
+ONNX values, params after initializers (external data is read relative to
+the ONNX file); symbolic ``dim_param`` sizes become symbolic dims bound to
+the first graph input axis that carries them.
+
+Where the IR cannot express something (a size that is an expression of
+symbolic dims, an op outside the handled ones) the import fails with a
+one-line error naming the ONNX node.
+
+- ``reader``: the ONNX file, its initializers and external data;
+- ``values``: what an ONNX value is while converting (tensor, ``Const``,
+  ``Sizes``, ``Flat``);
+- ``importer``: the importer, which walks the graph and makes IR nodes;
+- ``elementwise``, ``layers``, ``shapes``: the op handlers, by family, mixed
+  into the importer; ``flat``: ops on flattened views.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...ir import Graph
+from .importer import _Importer
+from .reader import read_model
+from .values import Const, Flat, Sizes
+
+__all__ = ["Const", "Flat", "Sizes", "import_onnx", "read_model"]
+
+
+def import_onnx(path: str | Path) -> Graph:
+    """Read the ONNX file at ``path`` into a Graph."""
+    path = Path(path)
+    model = read_model(path)
+    return _Importer(model, path).run()

@@ -1,0 +1,312 @@
+"""The importer: walks the ONNX graph node by node and makes the IR graph.
+
+``_Importer`` holds the conversion state (what each ONNX value is, the IR
+nodes, params and dims so far), reads inputs and initializers, and makes IR
+nodes (``emit``). Each ONNX op is converted by its handler
+``_op_<OpType>(node, ins, attrs)``, which gets the node's inputs as values
+(see ``values``) and returns its outputs; the handlers come from the family
+mixins the importer inherits.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ... import ops
+from ...errors import FileFormatError, UnsupportedOpError
+from ...ir import DType, Graph, Node, Sym, Tensor, TensorType, Value, default_format
+from .elementwise import ElementwiseOps
+from .flat import FlatViews
+from .layers import LayerOps
+from .reader import _DTYPES, InitializerReader, _attr_value
+from .shapes import ShapeOps
+from .values import Const, Flat, Sizes, _python_scalar
+
+
+class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
+    def __init__(self, model: onnx.ModelProto, path: Path):
+        self.model = model
+        self.path = path
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        self.values: dict[str, Any] = {}       # ONNX value -> IR value name | Const | Sizes | Flat
+        self.types: dict[str, TensorType] = {}  # IR value -> type
+        self.nodes: list[Node] = []
+        self.params: dict[str, Tensor] = {}
+        self.param_of: dict[int, str] = {}      # id(Const) -> param name
+        self.taken: set[str] = set()            # value and param names
+        self.node_names: set[str] = set()
+        self.dims: dict[str, tuple[str, int]] = {}
+        self.inputs: list[Value] = []
+        self.uses: dict[str, int] = {}
+        self.biasless: dict[str, tuple] = {}    # IR value -> (linear node without bias, its ONNX value)
+        self._external: dict[str, bytes] = {}
+        self.cur: onnx.NodeProto | None = None
+        self.cur_name = ""
+        self.cur_scope = ""
+
+    # --- driver --------------------------------------------------------------------------
+    def run(self) -> Graph:
+        graph = self.model.graph
+        self._check_ops(graph)
+        for node in graph.node:
+            for name in node.input:
+                if name:
+                    self.uses[name] = self.uses.get(name, 0) + 1
+        initializers = {t.name for t in graph.initializer}
+        for tensor in graph.initializer:
+            self.values[tensor.name] = self._initializer(tensor)
+            self.taken.add(tensor.name)
+        for value in graph.input:
+            if value.name not in initializers:
+                self._input(value)
+        for node in graph.node:
+            self._convert(node)
+        outputs = [self._output(o.name) for o in graph.output]
+        return self._finish(outputs)
+
+    def _check_ops(self, graph) -> None:
+        unsupported: dict[str, list[str]] = {}
+        for i, node in enumerate(graph.node):
+            domain = node.domain if node.domain not in ("", "ai.onnx") else ""
+            if domain or not hasattr(self, f"_op_{node.op_type}"):
+                key = f"{domain}::{node.op_type}" if domain else node.op_type
+                unsupported.setdefault(key, []).append(node.name or f"#{i}")
+        if unsupported:
+            listed = "; ".join(f"{op} (nodes {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+                               for op, names in sorted(unsupported.items()))
+            raise UnsupportedOpError(f"{self.path}: unsupported ONNX ops: {listed}")
+
+    def _input(self, value: onnx.ValueInfoProto) -> None:
+        tt = value.type.tensor_type
+        if not value.type.HasField("tensor_type") or tt.elem_type not in _DTYPES:
+            raise UnsupportedOpError(f"{self.path}: input {value.name}: only tensors of "
+                                     f"{', '.join(sorted(set(_DTYPES.values())))} are supported")
+        if not tt.HasField("shape"):
+            raise UnsupportedOpError(f"{self.path}: input {value.name} has no shape (its rank must be known)")
+        shape = []
+        for axis, dim in enumerate(tt.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                shape.append(int(dim.dim_value))
+                continue
+            name = _dim_name(dim.dim_param) if dim.dim_param else f"{value.name}_dim{axis}"
+            self.dims.setdefault(name, (value.name, axis))
+            shape.append(name)
+        dtype = _DTYPES[tt.elem_type]
+        type_ = TensorType(dtype, tuple(shape), default_format(dtype))
+        self.inputs.append(Value(value.name, type_))
+        self.types[value.name] = type_
+        self.values[value.name] = value.name
+        self.taken.add(value.name)
+
+    def _convert(self, node: onnx.NodeProto) -> None:
+        self.cur = node
+        self.cur_name = node.name or f"{node.op_type.lower()}"
+        self.cur_scope = _scope(node)
+        ins = [self.values.get(name) if name else None for name in node.input]
+        for name, value in zip(node.input, ins):
+            if name and value is None:
+                raise FileFormatError(f"{self.path}: node {self.cur_name} reads {name}, which nothing defines "
+                                      "before it (the graph is not topologically sorted?)")
+        attrs = {a.name: _attr_value(a) for a in node.attribute}
+        try:
+            if any(isinstance(v, Flat) for v in ins):
+                results = self._flat(node, ins, attrs)
+            else:
+                results = getattr(self, f"_op_{node.op_type}")(node, ins, attrs)
+        except (KeyError, IndexError, ValueError) as exc:  # a malformed node: missing inputs or attributes
+            raise FileFormatError(f"{self.path}: node {self.cur_name} ({node.op_type}) is malformed: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        for name, result in zip(node.output, results):
+            if name:
+                self.values[name] = result
+
+    def _output(self, name: str) -> str:
+        value = self.values.get(name)
+        if value is None:
+            raise FileFormatError(f"{self.path}: graph output {name} is not computed by any node")
+        if isinstance(value, Flat):
+            raise self._error(f"graph output {name} has a size that is a product of symbolic dims")
+        return self.tensor(value)
+
+    def _finish(self, outputs: list[str]) -> Graph:
+        # Drop what no output needs (nodes whose results were folded into attributes).
+        needed = set(outputs)
+        kept = []
+        for node in reversed(self.nodes):
+            if any(v.name in needed for v in node.outputs):
+                kept.append(node)
+                needed.update(i for i in node.inputs if i)
+        nodes = kept[::-1]
+        params = {k: v for k, v in sorted(self.params.items()) if k in needed}
+        for node in nodes:  # running statistics are buffers, not weights
+            if node.op == "batch_norm":
+                for name in node.inputs[3:5]:
+                    if name in params:
+                        params[name].trainable = False
+        # Graph outputs keep their ONNX names where an Identity-like node made them aliases.
+        wanted = [o.name for o in self.model.graph.output]
+        inputs = {v.name for v in self.inputs}
+        renames = {}
+        for have, want in zip(outputs, wanted):
+            if have != want and have not in renames and have not in inputs and have not in params \
+                    and want not in self.types and want not in params:
+                renames[have] = want
+        for node in nodes:
+            node.inputs = [renames.get(i, i) for i in node.inputs]
+            node.outputs = [Value(renames.get(v.name, v.name), v.type) for v in node.outputs]
+        metadata = {p.key: p.value for p in self.model.metadata_props}
+        metadata.setdefault("source", self.path.name)
+        if self.model.producer_name:
+            metadata.setdefault("onnx_producer", f"{self.model.producer_name} {self.model.producer_version}".strip())
+        return Graph(self.inputs, [renames.get(o, o) for o in outputs], nodes, params, self.dims, metadata)
+
+    # --- making IR nodes -----------------------------------------------------------------------
+    def _fresh(self, base: str, nodes: bool = False) -> str:
+        """A name unused among values (and, with ``nodes``, among node names too)."""
+        name, i = base, 0
+        while name in self.taken or (nodes and name in self.node_names):
+            i += 1
+            name = f"{base}_{i}"
+        self.taken.add(name)
+        return name
+
+    def _fresh_node(self, base: str) -> str:
+        name, i = base, 0
+        while name in self.node_names:
+            i += 1
+            name = f"{base}_{i}"
+        self.node_names.add(name)
+        return name
+
+    def _error(self, why: str) -> UnsupportedOpError:
+        node = self.cur
+        return UnsupportedOpError(f"{self.path}: node {self.cur_name} ({node.op_type if node else '?'}): {why}")
+
+    def tensor(self, value) -> str:
+        """The IR value for ``value``: constants become params, size vectors tensors."""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Const):
+            key = id(value)
+            if key not in self.param_of:
+                name = value.name if value.name not in self.types else self._fresh(value.name)
+                self.taken.add(name)
+                if value.name == "sizes":
+                    name = self._fresh(f"{self.cur_name}/sizes")
+                dtype = value.dtype
+                array = np.ascontiguousarray(value.array)
+                type_ = TensorType(dtype, tuple(int(d) for d in array.shape), default_format(dtype))
+                self.params[name] = Tensor(name, type_, array.tobytes(), trainable=value.weight)
+                self.types[name] = type_
+                self.param_of[key] = name
+            return self.param_of[key]
+        if isinstance(value, Sizes):
+            parts = [self.emit("full", [], {"size": () if value.scalar else (1,),
+                                            "fill_value": Sym(d) if isinstance(d, str) else d,
+                                            "dtype": DType(value.dtype)}) for d in value.items]
+            if value.scalar:
+                return parts[0]
+            return parts[0] if len(parts) == 1 else self.emit("cat", parts, {"dim": 0})
+        if isinstance(value, Flat):
+            raise self._error("uses a tensor whose size is a product of symbolic dims as a whole")
+        raise TypeError(value)
+
+    def emit(self, op_name: str, inputs: list, attrs: dict, out: str | None = None) -> str:
+        """Append an IR node. With ``out`` (an ONNX output name) the node is the one
+        the ONNX node becomes and takes its names; otherwise it is a helper."""
+        op = ops.get(op_name)
+        names = ["" if v is None else self.tensor(v) for v in inputs]
+        if not any(t.variadic for t in op.tensor_args):
+            while names and names[-1] == "":
+                names.pop()
+        attrs = _canonical(op, attrs)
+        try:
+            (out_type,) = ops.infer_types(op, [self.types[n] if n else None for n in names], attrs)
+        except ops.TypeRuleError as exc:
+            raise self._error(str(exc)) from None
+        if out is not None:
+            node_name = self._fresh_node(self.cur_name)
+            value_name = out if out not in self.taken else self._fresh(out)
+            self.taken.add(value_name)
+        else:
+            node_name = value_name = self._fresh(f"{self.cur_name}/{op_name}", nodes=True)
+            self.node_names.add(node_name)
+        self.nodes.append(Node(node_name, op_name, names, [Value(value_name, out_type)], attrs, self.cur_scope))
+        self.types[value_name] = out_type
+        return value_name
+
+    def type_of(self, value) -> TensorType:
+        if isinstance(value, str):
+            return self.types[value]
+        if isinstance(value, Const):
+            return TensorType(value.dtype, tuple(value.array.shape))
+        if isinstance(value, Sizes):
+            return TensorType(value.dtype, () if value.scalar else (len(value.items),))
+        raise TypeError(value)
+
+    def rank(self, value) -> int:
+        return len(self.type_of(value).shape)
+
+    def sizes(self, value, what: str) -> list | None:
+        """Entries of a constant or size vector (ints and dim names); None if absent."""
+        if value is None:
+            return None
+        if isinstance(value, Sizes):
+            return list(value.items)
+        if isinstance(value, Const):
+            return [int(v) for v in value.array.reshape(-1)]
+        raise self._error(f"{what} must be known while importing (a constant or computed from shapes)")
+
+    def scalar(self, value):
+        """A one-element constant as a Python number (or a symbolic size as Sym); else None."""
+        if isinstance(value, Const) and value.array.size == 1:
+            return _python_scalar(value.array)
+        if isinstance(value, Sizes) and len(value.items) == 1:
+            item = value.items[0]
+            return Sym(item) if isinstance(item, str) else item
+        return None
+
+    def const(self, array, name: str | None = None, weight: bool = False) -> Const:
+        return Const(np.asarray(array), name or self._fresh(f"{self.cur_name}/const"), weight)
+
+    def out(self, node, i: int = 0) -> str:
+        return node.output[i]
+
+
+def _canonical(op: ops.OpDef, attrs: dict) -> dict:
+    """Attributes as the torch frontend stores them: defaults left out, lists as tuples."""
+    out = {}
+    for name, value in attrs.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        spec = op.attr_spec(name)
+        if value is None:
+            continue
+        if spec is not None and not spec.required:
+            default = tuple(spec.default) if isinstance(spec.default, list) else spec.default
+            if value == default and type(value) is type(default):
+                continue
+        out[name] = value
+    return dict(sorted(out.items()))
+
+
+def _dim_name(name: str) -> str:
+    cleaned = re.sub(r"[^0-9A-Za-z_]", "_", name.strip())
+    return cleaned if cleaned and not cleaned[0].isdigit() else f"d_{cleaned}"
+
+
+def _scope(node: onnx.NodeProto) -> str:
+    """The module path a node came from: torch.onnx's metadata, or a /a/b/Op node name."""
+    for prop in node.metadata_props:
+        if prop.key == "namespace":
+            parts = [p.split(":")[0].strip() for p in prop.value.split("/")]
+            modules = [p for p in parts[:-1] if p and not p.startswith("_empty_nn_module_stack")]
+            return modules[-1] if modules else ""
+    if node.name.startswith("/"):
+        return ".".join(p for p in node.name.strip("/").split("/")[:-1])
+    return ""
