@@ -16,7 +16,7 @@ import maseir
 from maseir.errors import FileFormatError, UnsupportedOpError
 from maseir.lowering.onnx import save_onnx
 from conftest import bert_inputs
-from test_lowering_onnx import SETTINGS, cnns, mlps
+from models import SETTINGS, cnns, mlps
 
 
 def ort_run(model, feeds: dict) -> list:

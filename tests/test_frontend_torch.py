@@ -1,61 +1,11 @@
 """Property tests: random MLP and CNN stacks survive export, lowering, save and load."""
 
-import io as _io
-
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import given
 from torch import nn
 
 import maseir
-
-ACTIVATIONS = [nn.ReLU, nn.GELU, lambda: nn.GELU(approximate="tanh"), nn.Tanh, nn.Sigmoid, nn.SiLU,
-               lambda: nn.LeakyReLU(0.2), nn.Hardtanh]
-
-SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@st.composite
-def mlps(draw):
-    widths = draw(st.lists(st.integers(1, 16), min_size=2, max_size=5))
-    layers = []
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
-        layers.append(nn.Linear(a, b, bias=draw(st.booleans())))
-        if i < len(widths) - 2:
-            layers.append(draw(st.sampled_from(ACTIVATIONS))())
-            if draw(st.booleans()):
-                layers.append(nn.Dropout(draw(st.floats(0.05, 0.5))))
-            if draw(st.booleans()):
-                layers.append(nn.LayerNorm(b))
-    torch.manual_seed(draw(st.integers(0, 2**16)))
-    return nn.Sequential(*layers).eval(), (widths[0],)
-
-
-@st.composite
-def cnns(draw):
-    channels = draw(st.lists(st.integers(1, 6), min_size=2, max_size=4))
-    layers = []
-    size = 12  # spatial size, so pooling never shrinks it below 1
-    for a, b in zip(channels, channels[1:]):
-        k = draw(st.integers(1, min(3, size)))
-        padding = draw(st.integers(0, k // 2))
-        layers.append(nn.Conv2d(a, b, k, padding=padding))
-        size = size + 2 * padding - k + 1
-        if draw(st.booleans()):
-            bn = nn.BatchNorm2d(b)
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            layers.append(bn)
-        layers.append(draw(st.sampled_from(ACTIVATIONS))())
-        if size >= 2 and draw(st.booleans()):
-            layers.append(nn.MaxPool2d(2))
-            size //= 2
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], draw(st.integers(1, 5)))]
-    torch.manual_seed(draw(st.integers(0, 2**16)))
-    for layer in layers:
-        if hasattr(layer, "reset_parameters") and not isinstance(layer, nn.BatchNorm2d):
-            layer.reset_parameters()
-    return nn.Sequential(*layers).eval(), (channels[0], 12, 12)
+from models import SETTINGS, cnns, mlps
 
 
 def _round_trip(model, feature_shape, tmp_path):

@@ -11,8 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import given
 from torch import nn
 
 import maseir
@@ -21,11 +20,8 @@ from maseir.errors import MaseIRError
 from maseir.ir import NumberFormat, TensorType
 from maseir.lowering import onnx as lowering
 from conftest import bert_inputs
+from models import SETTINGS, cnns, mlps
 
-SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                           HealthCheck.function_scoped_fixture])
-ACTIVATIONS = [nn.ReLU, nn.GELU, lambda: nn.GELU(approximate="tanh"), nn.Tanh, nn.Sigmoid, nn.SiLU,
-               lambda: nn.LeakyReLU(0.2), nn.Hardtanh]
 
 
 def run_ort(model: onnx.ModelProto | str, *inputs):
@@ -144,55 +140,6 @@ def test_opset_outside_the_supported_range_is_refused(tiny_bert):
     _, graph = tiny_bert
     with pytest.raises(MaseIRError, match="opset 17"):
         maseir.to_onnx(graph, opset=17)
-
-
-# --- random stacks (property) ----------------------------------------------------------
-@st.composite
-def mlps(draw):
-    widths = draw(st.lists(st.integers(1, 16), min_size=2, max_size=5))
-    layers = []
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
-        layers.append(nn.Linear(a, b, bias=draw(st.booleans())))
-        if i < len(widths) - 2:
-            layers.append(draw(st.sampled_from(ACTIVATIONS))())
-            if draw(st.booleans()):
-                layers.append(nn.Dropout(draw(st.floats(0.05, 0.5))))
-            if draw(st.booleans()):
-                layers.append(nn.LayerNorm(b))
-    torch.manual_seed(draw(st.integers(0, 2**16)))
-    for layer in layers:
-        if hasattr(layer, "reset_parameters"):
-            layer.reset_parameters()
-    return nn.Sequential(*layers).eval(), (widths[0],)
-
-
-@st.composite
-def cnns(draw):
-    channels = draw(st.lists(st.integers(1, 6), min_size=2, max_size=4))
-    layers, size = [], 12
-    for a, b in zip(channels, channels[1:]):
-        k = draw(st.integers(1, min(3, size)))
-        padding = draw(st.integers(0, k // 2))
-        stride = draw(st.sampled_from([1, 1, 2])) if size >= 6 else 1
-        layers.append(nn.Conv2d(a, b, k, padding=padding, stride=stride))
-        size = (size + 2 * padding - k) // stride + 1
-        if draw(st.booleans()):
-            bn = nn.BatchNorm2d(b)
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            layers.append(bn)
-        layers.append(draw(st.sampled_from(ACTIVATIONS))())
-        pool = draw(st.sampled_from([None, "max", "avg"])) if size >= 4 else None
-        if pool:
-            layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
-            size //= 2
-    out = draw(st.sampled_from([1, 1, 2, 3]))
-    layers += [nn.AdaptiveAvgPool2d(out), nn.Flatten(), nn.Linear(channels[-1] * out * out, draw(st.integers(1, 5)))]
-    torch.manual_seed(draw(st.integers(0, 2**16)))
-    for layer in layers:
-        if hasattr(layer, "reset_parameters") and not isinstance(layer, nn.BatchNorm2d):
-            layer.reset_parameters()
-    return nn.Sequential(*layers).eval(), (channels[0], 12, 12)
 
 
 @SETTINGS

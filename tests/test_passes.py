@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -13,7 +13,7 @@ from maseir.serialize import digest
 
 from conftest import bert_inputs
 from pipelines import pipelines, registry_steps
-from test_frontend_torch import SETTINGS, cnns, mlps
+from models import SETTINGS, cnns, mlps
 
 ALL_TYPES = PassSpec("demo", lambda g, a: PassResult(g, dict(a.values), "ok"), "a pass with every arg type",
                      objects=("x", "y"), analysis=True, args=(

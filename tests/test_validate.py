@@ -1,6 +1,5 @@
 """maseir.check finds every kind of problem, and none in a good graph."""
 
-import dataclasses
 
 import pytest
 import torch

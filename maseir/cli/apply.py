@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..dsl import parse
 from ..errors import MaseIRError
 from ..io import load, save
+from . import check_output
 
 
 def add_parser(sub) -> None:
@@ -39,8 +39,8 @@ def run(args) -> int:
     from ..passes import changes_graph, run_pipeline
 
     pipeline, model_path = _pipeline_and_model(args)
-    if args.output and Path(args.output).resolve() == Path(model_path).resolve():
-        raise MaseIRError(f"{args.output}: the output must not be the input file (inputs are never modified)")
+    if args.output:
+        check_output(args.output, model_path)
     if not args.output and changes_graph(pipeline):
         raise MaseIRError(f"{pipeline.source}: this pipeline changes the graph; give -o OUT to write the result")
     graph = load(model_path)

@@ -7,9 +7,9 @@ import os
 import sys
 import time
 
-from ..errors import MaseIRError
 from ..frontends.transformers import DEFAULT_INPUTS, INPUT_NAMES, TASKS
 from ..io import save
+from . import check_output
 
 
 def add_parser(sub) -> None:
@@ -44,9 +44,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..frontends.transformers import export_pretrained
 
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        raise MaseIRError(f"{args.output}: folder {out_dir} does not exist")
+    check_output(args.output)
     inputs = tuple(i.strip() for i in args.inputs.split(",") if i.strip())
     start = time.perf_counter()
     if not args.json and sys.stderr.isatty():  # progress for people; errors stay one line in scripts

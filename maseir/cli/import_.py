@@ -6,10 +6,9 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
-from ..errors import MaseIRError
 from ..io import save
+from . import check_output
 
 
 def add_parser(sub) -> None:
@@ -36,11 +35,7 @@ def run(args) -> int:
     from ..frontends.onnx import import_onnx
     from ..validate import check
 
-    output = Path(args.output)
-    if output.resolve() == Path(args.model).resolve():
-        raise MaseIRError(f"{args.output}: the output must not be the input file")
-    if not output.parent.resolve().is_dir():
-        raise MaseIRError(f"{args.output}: folder {output.parent} does not exist")
+    output = check_output(args.output, args.model)
     start = time.perf_counter()
     graph = import_onnx(args.model)
     problems = check(graph, checksums=False)

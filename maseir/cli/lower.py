@@ -7,10 +7,9 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
-from ..errors import MaseIRError
 from ..io import load
+from . import check_output
 
 TARGETS = ("onnx",)
 
@@ -40,11 +39,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..lowering.onnx import DEFAULT_OPSET, save_onnx
 
-    output = Path(args.output)
-    if output.resolve() == Path(args.model).resolve():
-        raise MaseIRError(f"{args.output}: the output must not be the input file")
-    if not output.parent.resolve().is_dir():
-        raise MaseIRError(f"{args.output}: folder {output.parent} does not exist")
+    output = check_output(args.output, args.model)
     graph = load(args.model)
     start = time.perf_counter()
     opset = args.opset or DEFAULT_OPSET
