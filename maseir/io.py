@@ -136,7 +136,7 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
     """Read a .mir file. With ``verify`` (the default) every tensor's sha256 is
     checked and a mismatch raises ChecksumError naming the tensor."""
     path = Path(path)
-    with _open(path) as f, ThreadPoolExecutor(max_workers=_HASH_WORKERS) as pool:
+    with open_input(path) as f, ThreadPoolExecutor(max_workers=_HASH_WORKERS) as pool:
         model, data_len = _read_structure(path, f)
         data = bytearray(data_len)
         inline_digests = _read_data(path, f, data, model, pool if verify else None)
@@ -146,7 +146,7 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
     def tensor_bytes(msg):
         loc = msg.location
         if loc.file and loc.file not in externals:
-            externals[loc.file] = _read_external(path, loc.file)
+            externals[loc.file] = read_external(path, loc.file)
         source = externals[loc.file] if loc.file else view
         end = loc.offset + loc.length
         if end > len(source):
@@ -187,13 +187,14 @@ def _sha256_all(buffers) -> list[bytes]:
         return list(pool.map(_sha256, buffers))
 
 
-def _open(path: Path):
+def open_input(path: Path, kind: str = "a .mir file"):
+    """``path`` opened for reading, or a one-line FileFormatError saying why not."""
     try:
         return open(path, "rb")
     except FileNotFoundError:
         raise FileFormatError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise FileFormatError(f"{path}: is a directory, not a .mir file") from None
+        raise FileFormatError(f"{path}: is a directory, not {kind}") from None
     except OSError as exc:
         raise FileFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
@@ -257,9 +258,12 @@ def _read_data(path: Path, f, data: bytearray, model: pb.Model, pool) -> dict:
     return futures
 
 
-def _read_external(path: Path, name: str) -> memoryview:
+def read_external(path: Path, name: str) -> memoryview:
+    """The bytes of external data file ``name`` next to ``path`` (a .mir or an ONNX
+    file). Only plain relative paths are followed, so a file cannot make maseir
+    read from anywhere else."""
     rel = PurePosixPath(name)
-    if rel.is_absolute() or ".." in rel.parts or "\\" in name:
+    if not name or rel.is_absolute() or ".." in rel.parts or "\\" in name:
         raise FileFormatError(f"{path}: external data path {name!r} must be a plain relative path")
     target = path.parent / rel
     try:

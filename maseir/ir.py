@@ -17,6 +17,18 @@ Dim = Union[int, str]
 """One dimension: a fixed size, or a symbolic name such as ``batch``."""
 
 
+def unique_name(base: str, claimed: set[str], *also_taken) -> str:
+    """``base``, or ``base_1``, ``base_2``...: the first name in neither ``claimed``
+    nor ``also_taken``; it is added to ``claimed``. Rewrites use it so a new
+    node never renames an existing one."""
+    name, i = base, 0
+    while name in claimed or any(name in taken for taken in also_taken):
+        i += 1
+        name = f"{base}_{i}"
+    claimed.add(name)
+    return name
+
+
 @dataclass(frozen=True)
 class Sym:
     """A symbolic size used as an attribute (``arange(end=seq)``)."""

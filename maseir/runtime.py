@@ -205,7 +205,7 @@ def _torch_runner(graph: Graph, threads: int, inputs: list[np.ndarray]):
     from .lowering.torch import to_torch
 
     torch.set_num_threads(threads)
-    module = to_torch(graph).eval()
+    module = to_torch(graph)  # lowered in eval mode
     tensors = [torch.from_numpy(a) for a in inputs]
 
     def run():

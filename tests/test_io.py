@@ -403,8 +403,8 @@ def test_external_data_is_read_once(graph, tmp_path, monkeypatch):
     path = tmp_path / "m.mir"
     maseir.save(graph, path, external_data_threshold=1)
     calls = []
-    real = mio._read_external
-    monkeypatch.setattr(mio, "_read_external", lambda *a: calls.append(a) or real(*a))
+    real = mio.read_external
+    monkeypatch.setattr(mio, "read_external", lambda *a: calls.append(a) or real(*a))
     assert maseir.load(path) == graph
     assert len(calls) == 1
 

@@ -18,7 +18,7 @@ from torch.export.graph_signature import InputKind
 
 from .. import ops, tensors
 from ..errors import MaseIRError, UnsupportedOpError
-from ..ir import DType, Graph, Node, Sym, TensorType, Value, default_format
+from ..ir import DType, Graph, Node, Sym, TensorType, Value, default_format, unique_name
 
 aten = torch.ops.aten
 
@@ -292,12 +292,7 @@ class _Converter:
         self.nodes.append(Node(name, op_name, list(inputs), outputs, dict(sorted(attrs.items())), scope))
 
     def _fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.node_names or name in self.params:
-            i += 1
-            name = f"{base}_{i}"
-        self.node_names.add(name)
-        return name
+        return unique_name(base, self.node_names, self.params)
 
     # --- outputs --------------------------------------------------------------
     def _outputs(self, fx_node) -> list[str]:

@@ -19,7 +19,7 @@ import onnx
 
 from ... import ops
 from ...errors import FileFormatError, UnsupportedOpError
-from ...ir import DType, Graph, Node, Sym, Tensor, TensorType, Value, default_format
+from ...ir import DType, Graph, Node, Sym, Tensor, TensorType, Value, default_format, unique_name
 from .elementwise import ElementwiseOps
 from .flat import FlatViews
 from .layers import LayerOps
@@ -168,20 +168,10 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
     # --- making IR nodes -----------------------------------------------------------------------
     def _fresh(self, base: str, nodes: bool = False) -> str:
         """A name unused among values (and, with ``nodes``, among node names too)."""
-        name, i = base, 0
-        while name in self.taken or (nodes and name in self.node_names):
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken, self.node_names if nodes else ())
 
     def _fresh_node(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.node_names:
-            i += 1
-            name = f"{base}_{i}"
-        self.node_names.add(name)
-        return name
+        return unique_name(base, self.node_names)
 
     def _error(self, why: str) -> UnsupportedOpError:
         node = self.cur

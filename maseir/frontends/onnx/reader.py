@@ -3,7 +3,7 @@ read relative to the ONNX file) and node attributes, as numpy and Python values.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
 from ...errors import FileFormatError, UnsupportedOpError
+from ...io import open_input, read_external
 from .values import Const
 
 _DTYPES = {
@@ -29,14 +30,8 @@ def _numpy_dtype(dtype: str):
 
 def read_model(path: Path) -> onnx.ModelProto:
     """The ModelProto in ``path`` (external data not loaded), or a one-line FileFormatError."""
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise FileFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise FileFormatError(f"{path}: is a directory, not an ONNX file") from None
-    except OSError as exc:
-        raise FileFormatError(f"{path}: cannot read: {exc.strerror}") from None
+    with open_input(path, "an ONNX file") as f:
+        blob = f.read()
     model = onnx.ModelProto()
     try:
         model.ParseFromString(blob)
@@ -76,23 +71,14 @@ class InitializerReader:
     def _external_bytes(self, tensor: TensorProto) -> bytes:
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
-        rel = PurePosixPath(location)
-        if not location or rel.is_absolute() or ".." in rel.parts or "\\" in location:
-            raise FileFormatError(f"{self.path}: tensor {tensor.name}: external data path {location!r} "
-                                  "must be a plain relative path")
         if location not in self._external:
-            target = self.path.parent / rel
-            try:
-                self._external[location] = target.read_bytes()
-            except OSError:
-                raise FileFormatError(f"{self.path}: external data file {target} (tensor {tensor.name}) "
-                                      "is missing or unreadable") from None
+            self._external[location] = read_external(self.path, location)
         blob = self._external[location]
         offset = int(info.get("offset", 0))
         length = int(info.get("length", len(blob) - offset))
         if offset + length > len(blob):
             raise FileFormatError(f"{self.path}: tensor {tensor.name} lies past the end of {location} (truncated?)")
-        return memoryview(blob)[offset:offset + length]
+        return blob[offset:offset + length]
 
 
 def _attr_value(attr: onnx.AttributeProto):

@@ -23,7 +23,7 @@ from onnx import TensorProto, helper
 
 from ... import ops
 from ...errors import MaseIRError, UnsupportedOpError
-from ...ir import Graph, Node, Sym, Tensor, TensorType
+from ...ir import Graph, Node, Sym, Tensor, TensorType, unique_name
 
 ONNX_DTYPES = {
     "float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
@@ -110,12 +110,7 @@ class Lowering:
     # names
     def fresh(self, base: str) -> str:
         """A value or node name not used anywhere in the model yet."""
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken)
 
     def value(self, ir_name: str) -> str:
         """The ONNX value holding IR value ``ir_name``."""
