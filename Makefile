@@ -1,6 +1,7 @@
 # make test: set up .venv (if needed) and run every test.
 # make demo: set up .venv (if needed) and run the main job on the embedded default:
-#            export MiniLM, show and check it, run the Lab 0 pipeline, diff the result.
+#            export MiniLM, show and check it, run the Lab 0 pipeline, diff the result,
+#            lower it to ONNX and time it in ONNX Runtime and PyTorch.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -30,6 +31,9 @@ demo: $(STAMP)
 	$(BIN)/maseir apply examples/lab0/lab0.pass demo-out/minilm.mir -o demo-out/minilm-nodrop.mir
 	$(BIN)/maseir diff demo-out/minilm.mir demo-out/minilm-nodrop.mir | tail -1
 	$(BIN)/maseir apply -e report demo-out/minilm-nodrop.mir
+	$(BIN)/maseir lower demo-out/minilm-nodrop.mir --to onnx -o demo-out/minilm-nodrop.onnx
+	$(BIN)/maseir bench demo-out/minilm-nodrop.mir --runtime onnxruntime --batch 1 --seq-len 128
+	$(BIN)/maseir bench demo-out/minilm-nodrop.mir --runtime torch --batch 1 --seq-len 128
 
 clean:
 	rm -rf $(VENV) demo-out

@@ -15,6 +15,8 @@ from . import check_output
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "apply", help="run a pipeline (.pass file or -e steps) over a .mir file",
+        usage="maseir apply [options] PIPELINE MODEL [-o OUT]\n"
+              "       maseir apply [options] -e STEP [-e STEP ...] MODEL [-o OUT]",
         description="Run the steps of a pipeline over MODEL and write the result to OUT. The pipeline "
                     "is validated whole before any step runs; OUT is written atomically and only if "
                     "every step succeeded; MODEL is never modified. Without -o, only analysis steps "
@@ -24,8 +26,8 @@ def add_parser(sub) -> None:
                "  maseir apply -e 'count linear' bert.mir\n"
                "  maseir apply -e 'remove dropout' -e 'count dropout' bert.mir -o out.mir --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", metavar="[PIPELINE] MODEL",
-                   help="a .pass file (unless -e is given) and the .mir to rewrite")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="the .pass file (unless -e is given), then the .mir file to rewrite")
     p.add_argument("-e", "--step", action="append", default=[], metavar="STEP",
                    help="a pipeline step given inline; repeatable, used instead of a .pass file")
     p.add_argument("-o", "--output", help="the .mir file to write")
