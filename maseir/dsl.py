@@ -45,7 +45,7 @@ class DSLError(MaseIRError):
         super().__init__(where + message)
         self.context = ""
         if line and text:
-            lines = text.splitlines()
+            lines = source_lines(text)
             if 0 < line <= len(lines):
                 src = lines[line - 1].expandtabs(1)
                 self.context = f"  {src}\n  {' ' * max(column - 1, 0)}^"
@@ -151,10 +151,16 @@ def parse(text: str, source: str = "<pipeline>") -> Pipeline:
     return Pipeline(tuple(steps), source, text)
 
 
+def source_lines(text: str) -> list[str]:
+    """Lines as the parser counts them: split at newlines only (str.splitlines
+    also splits at form feeds and other separators a comment may hold)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> DSLError:
     line, column = getattr(exc, "line", 0) or 0, getattr(exc, "column", 0) or 0
     if isinstance(exc, UnexpectedCharacters):
-        char = text.splitlines()[line - 1][column - 1:column] if line else ""
+        char = source_lines(text)[line - 1][column - 1:column] if line else ""
         what = f"unexpected character {char!r}"
         if char == '"':
             what = "unterminated string"
@@ -173,7 +179,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> DSLError:
     else:
         what = "syntax error"
     if not line:  # end of input: point at the end of the last line
-        lines = text.splitlines() or [""]
+        lines = source_lines(text.rstrip("\n"))
         line, column = len(lines), len(lines[-1]) + 1
     return DSLError(what, source=source, line=line, column=column, text=text)
 

@@ -266,6 +266,9 @@ def read_external(path: Path, name: str) -> memoryview:
     if not name or rel.is_absolute() or ".." in rel.parts or "\\" in name:
         raise FileFormatError(f"{path}: external data path {name!r} must be a plain relative path")
     target = path.parent / rel
+    folder = path.parent.resolve()
+    if folder not in target.resolve().parents:  # a symlink may not lead out of the folder either
+        raise FileFormatError(f"{path}: external data file {name!r} resolves outside {folder}")
     try:
         return memoryview(target.read_bytes())
     except OSError:

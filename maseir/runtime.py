@@ -54,7 +54,7 @@ class OrtRunner:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors reach the user as one line, not as ORT logs
         opset = opset or DEFAULT_OPSET
         providers = ["CPUExecutionProvider"]
         if sum(t.nbytes for t in graph.params.values()) < 1_500_000_000:
@@ -161,15 +161,24 @@ def bench(graph: Graph, runtime: str = "onnxruntime", *, batch: int = 1, seq_len
     """Time ``repeats`` runs of ``graph`` after ``warmup`` untimed ones."""
     if runtime not in RUNTIMES:
         raise MaseIRError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if batch < 1 or seq_len < 1 or repeats < 1 or warmup < 0:
-        raise MaseIRError("batch, seq-len and repeats must be at least 1, warmup at least 0")
+    if batch < 1 or seq_len < 1 or repeats < 1 or warmup < 0 or (threads is not None and threads < 1):
+        raise MaseIRError("batch, seq-len, repeats and threads must be at least 1, warmup at least 0")
     threads = threads or default_threads()
     inputs = example_inputs(graph, batch, seq_len)
     if runtime == "onnxruntime":
         run = _ort_runner(graph, threads, inputs)
     else:
         run = _torch_runner(graph, threads, inputs)
-    for _ in range(warmup):
+    warmup = max(warmup, 1)  # the first run is always untimed: a size the model cannot take fails there
+    try:
+        run()
+    except Exception as exc:
+        if isinstance(exc, MaseIRError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MaseIRError(f"the model cannot run at batch {batch}, seq-len {seq_len} with {runtime}: "
+                          f"{first[:300]}") from None
+    for _ in range(warmup - 1):
         run()
     times = []
     for _ in range(repeats):

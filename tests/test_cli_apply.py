@@ -64,7 +64,7 @@ def test_json_reports(files):
 
 @pytest.mark.parametrize("args,fragment", [
     (["apply", "-e", "remove dropout", "bert.mir"], "changes the graph; give -o OUT"),
-    (["apply", "lab0.pass", "bert.mir", "-o", "bert.mir"], "must not be the input"),
+    (["apply", "lab0.pass", "bert.mir", "-o", "bert.mir"], "must not be an input file"),
     (["apply", "missing.pass", "bert.mir", "-o", "o.mir"], "missing.pass: no such pipeline file"),
     (["apply", "lab0.pass", "missing.mir", "-o", "o.mir"], "missing.mir: no such file"),
 ])
@@ -122,3 +122,26 @@ def test_diff_exit_codes(files):
     data = json.loads(run("diff", "bert.mir", "nodrop.mir", "--json", cwd=files).stdout)
     assert data["same"] is False and len(data["nodes_removed"]) == 6
     assert run("diff", "bert.mir", "missing.mir", cwd=files).returncode == 2
+
+
+def test_output_may_not_be_the_inputs_external_data(tmp_path, tiny_bert):
+    _, graph = tiny_bert
+    maseir.save(graph, tmp_path / "e.mir", external_data_threshold=1024)
+    before = (tmp_path / "e.mir.data").read_bytes()
+    result = run("apply", "-e", "count dropout", "e.mir", "-o", "e.mir.data", cwd=tmp_path)
+    assert result.returncode == 2 and "must not be an input file or its data" in result.stderr
+    assert (tmp_path / "e.mir.data").read_bytes() == before
+
+
+def test_commands_refuse_a_malformed_graph(tmp_path, tiny_bert, capsys):
+    _, graph = tiny_bert
+    bad = graph.copy()
+    bad.nodes[3].inputs[0] = "nowhere"
+    maseir.save(bad, tmp_path / "bad.mir")
+    for args in (["apply", "-e", "count", str(tmp_path / "bad.mir")],
+                 ["lower", str(tmp_path / "bad.mir"), "--to", "onnx", "-o", str(tmp_path / "bad.onnx")],
+                 ["bench", str(tmp_path / "bad.mir"), "--repeats", "1"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "invalid graph" in err and "nowhere" in err
+    assert not (tmp_path / "bad.onnx").exists()

@@ -116,7 +116,7 @@ def test_lower_and_bench_refuse_bad_paths(mir, tmp_path, capsys):
                                       "-o", str(tmp_path / "x.onnx"))
     assert "does not exist" in error_of(capsys, "lower", str(mir), "--to", "onnx",
                                         "-o", str(tmp_path / "no" / "x.onnx"))
-    assert "must not be the input" in error_of(capsys, "lower", str(mir), "--to", "onnx", "-o", str(mir))
+    assert "must not be an input file" in error_of(capsys, "lower", str(mir), "--to", "onnx", "-o", str(mir))
     text = tmp_path / "text.mir"
     text.write_text("not a model\n")
     assert "not a .mir" in error_of(capsys, "bench", str(text))
@@ -154,3 +154,13 @@ def test_minilm_export_lower_bench(tmp_path):
         with torch.no_grad():
             expected = lowered(ids, mask).numpy()
         assert np.abs(runner(ids, mask) - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--seq-len", "1000"], "cannot run at batch 1, seq-len 1000"),
+    (["--threads", "-2"], "must be at least 1"),
+])
+def test_bench_sizes_the_model_cannot_take_are_user_errors(mir, capsys, args, fragment):
+    assert main(["bench", str(mir), "--repeats", "1", "--warmup", "0", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err

@@ -80,3 +80,10 @@ def test_syntax_errors_point_at_the_place(text, where, fragment):
 def test_step_equality_ignores_position():
     assert Step("count", "dropout", (), 1, 1) == Step("count", "dropout", (), 9, 4)
     assert dsl.print_step(Step("a", None, (("k", ("x", 1)),))) == "a k=x,1"
+
+
+def test_line_numbers_count_newlines_only():
+    with pytest.raises(DSLError) as info:
+        parse("# a\x0bcomment with a vertical tab\x0c and a form feed\nbad $\n", "f.pass")
+    assert str(info.value).startswith("f.pass:2:5: unexpected character '$'")
+    assert info.value.context.splitlines()[0] == "  bad $"

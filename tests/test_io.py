@@ -574,3 +574,15 @@ def test_mangled_structure_with_valid_sha_never_crashes(blob, scratch, edits):
         maseir.load(path)
     except MaseIRError:
         pass
+
+
+def test_external_data_symlinked_out_of_the_folder_is_refused(graph, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    maseir.save(graph, folder / "m.mir", external_data_threshold=1)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes((folder / "m.mir.data").read_bytes())  # same bytes: only the link is wrong
+    (folder / "m.mir.data").unlink()
+    (folder / "m.mir.data").symlink_to(secret)
+    with pytest.raises(FileFormatError, match="resolves outside"):
+        maseir.load(folder / "m.mir")

@@ -9,11 +9,27 @@ from ..errors import MaseIRError
 
 def check_output(output: str, *inputs: str) -> Path:
     """The output path of a command that writes a file, refused when its folder
-    does not exist or when it is one of the command's inputs (inputs are never
-    modified)."""
-    path = Path(output)
-    if any(path.resolve() == Path(i).resolve() for i in inputs):
-        raise MaseIRError(f"{output}: the output must not be the input file (inputs are never modified)")
-    if not path.parent.resolve().is_dir():
-        raise MaseIRError(f"{output}: folder {path.parent} does not exist")
-    return path
+    does not exist or when it is one of the command's inputs or an input's
+    external data file (inputs are never modified)."""
+    path = Path(output).resolve()
+    protected = {Path(i).resolve() for i in inputs} | {Path(i + ".data").resolve() for i in inputs}
+    if path in protected:
+        raise MaseIRError(f"{output}: the output must not be an input file or its data "
+                          "(inputs are never modified)")
+    if not path.parent.is_dir():
+        raise MaseIRError(f"{output}: folder {Path(output).parent} does not exist")
+    return Path(output)
+
+
+def load_valid(path: str):
+    """The graph in the .mir at ``path``, refused (one line) when ``maseir check``
+    would find problems in it, so commands never run on a malformed graph."""
+    from ..io import load
+    from ..validate import check
+
+    graph = load(path)
+    problems = check(graph, checksums=False)  # load already verified the checksums
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise MaseIRError(f"{path}: invalid graph: {problems[0]}{more}; run 'maseir check {path}'")
+    return graph

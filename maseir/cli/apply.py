@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..dsl import parse
 from ..errors import MaseIRError
-from ..io import load, save
-from . import check_output
+from ..io import save
+from . import check_output, load_valid
 
 
 def add_parser(sub) -> None:
@@ -45,7 +45,7 @@ def run(args) -> int:
         check_output(args.output, model_path)
     if not args.output and changes_graph(pipeline):
         raise MaseIRError(f"{pipeline.source}: this pipeline changes the graph; give -o OUT to write the result")
-    graph = load(model_path)
+    graph = load_valid(model_path)
     width = max((len(str(s)) for s in pipeline.steps), default=0)
 
     def progress(outcome) -> None:

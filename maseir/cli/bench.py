@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..io import load
 from ..runtime import RUNTIMES
+from . import load_valid
 
 
 def add_parser(sub) -> None:
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..runtime import bench
 
-    graph = load(args.model)
+    graph = load_valid(args.model)
     result = bench(graph, args.runtime, batch=args.batch, seq_len=args.seq_len, threads=args.threads,
                    warmup=args.warmup, repeats=args.repeats)
     if args.json:

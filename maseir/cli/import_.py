@@ -8,6 +8,7 @@ import os
 import time
 
 from ..io import save
+from ..errors import MaseIRError
 from . import check_output
 
 
@@ -39,8 +40,8 @@ def run(args) -> int:
     start = time.perf_counter()
     graph = import_onnx(args.model)
     problems = check(graph, checksums=False)
-    if problems:  # a bug in the importer, not in the file: say so plainly
-        raise RuntimeError(f"the imported graph does not check: {problems[0]}")
+    if problems:  # e.g. two ONNX nodes writing one value: the file is malformed
+        raise MaseIRError(f"{args.model}: the imported graph is invalid: {problems[0]}")
     save(graph, output, external_data_threshold=args.external_data_threshold)
     seconds = time.perf_counter() - start
     summary = {"output": str(output), "source": args.model, "nodes": len(graph.nodes),

@@ -8,8 +8,7 @@ import os
 import sys
 import time
 
-from ..io import load
-from . import check_output
+from . import check_output, load_valid
 
 TARGETS = ("onnx",)
 
@@ -40,7 +39,7 @@ def run(args) -> int:
     from ..lowering.onnx import DEFAULT_OPSET, save_onnx
 
     output = check_output(args.output, args.model)
-    graph = load(args.model)
+    graph = load_valid(args.model)
     start = time.perf_counter()
     opset = args.opset or DEFAULT_OPSET
     save_onnx(graph, output, opset=opset, external_data_threshold=args.external_data_threshold)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import ops
-from ..dsl import ArgValue, DSLError, Pipeline, Step
+from ..dsl import ArgValue, DSLError, Pipeline, Step, source_lines
 from ..ir import Graph
 
 OP = "op"
@@ -213,7 +213,7 @@ def _column_of(text: str, step: Step, needle: str | None) -> int | None:
     """Column of ``needle`` on the step's line (for carets), if it is there."""
     if not needle or not step.line:
         return None
-    lines = text.splitlines()
+    lines = source_lines(text)
     if step.line > len(lines):
         return None
     found = lines[step.line - 1].find(needle, step.column)

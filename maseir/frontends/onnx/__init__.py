@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...errors import FileFormatError
 from ...ir import Graph
 from .importer import _Importer
 from .reader import read_model
@@ -36,4 +37,7 @@ def import_onnx(path: str | Path) -> Graph:
     """Read the ONNX file at ``path`` into a Graph."""
     path = Path(path)
     model = read_model(path)
-    return _Importer(model, path).run()
+    try:
+        return _Importer(model, path).run()
+    except (ValueError, UnicodeDecodeError) as exc:  # numbers and strings in the file that make no sense
+        raise FileFormatError(f"{path}: malformed ONNX model: {' '.join(str(exc).split())}") from None

@@ -74,9 +74,13 @@ class InitializerReader:
         if location not in self._external:
             self._external[location] = read_external(self.path, location)
         blob = self._external[location]
-        offset = int(info.get("offset", 0))
-        length = int(info.get("length", len(blob) - offset))
-        if offset + length > len(blob):
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info.get("length", len(blob) - offset))
+        except ValueError:
+            raise FileFormatError(f"{self.path}: tensor {tensor.name}: external data offset or length "
+                                  "is not a number") from None
+        if offset < 0 or length < 0 or offset + length > len(blob):
             raise FileFormatError(f"{self.path}: tensor {tensor.name} lies past the end of {location} (truncated?)")
         return blob[offset:offset + length]
 
