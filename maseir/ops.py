@@ -283,6 +283,7 @@ class TypeRuleError(ValueError):
 
 def infer_types(op: OpDef, input_types: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Output types of ``op`` applied to inputs of ``input_types``."""
+    _check_dim_attrs(op, input_types, attrs)
     symbols = sorted({d for t in input_types if t for d in t.shape if isinstance(d, str)}
                      | {s for v in attrs.values() for s in _attr_symbols(v)})
     if len(symbols) > len(_SENTINELS[0]):
@@ -303,6 +304,24 @@ def infer_types(op: OpDef, input_types: list[TensorType | None], attrs: dict[str
         dtype = str(out_a.dtype).removeprefix("torch.")
         types.append(TensorType(dtype, tuple(shape), default_format(dtype)))
     return types
+
+
+# Attributes that index a dim of the op's first input. ATen's meta kernels check
+# most of them, but not all (softmax's), so the type rule checks them itself.
+_DIM_ATTRS = ("dim", "dim0", "dim1", "start_dim", "end_dim")
+
+
+def _check_dim_attrs(op: OpDef, input_types, attrs: dict[str, Any]) -> None:
+    first = input_types[0] if input_types else None
+    if first is None:
+        return
+    rank = max(len(first.shape) + (op.name == "unsqueeze"), 1)  # unsqueeze may add a last dim
+    for name in _DIM_ATTRS:
+        value = attrs.get(name)
+        for dim in value if isinstance(value, tuple) else (value,):
+            if isinstance(dim, int) and not isinstance(dim, bool) and not -rank <= dim < rank:
+                raise TypeRuleError(f"{op.name}: {name}={dim} is out of range for an input of rank "
+                                    f"{len(first.shape)}")
 
 
 def _attr_symbols(value: Any) -> Iterable[str]:

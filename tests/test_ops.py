@@ -53,3 +53,13 @@ def test_unknown_op_is_an_error_naming_op_and_scope():
     with pytest.raises(UnsupportedOpError) as info:
         maseir.export(Cumsum(), (torch.randn(2, 4),))
     assert "cumsum" in str(info.value) and "root" in str(info.value)
+
+
+def test_type_rule_checks_dim_attributes_meta_kernels_skip():
+    x = maseir.TensorType("float32", ("batch", 4))
+    with pytest.raises(ops.TypeRuleError, match="dim=5 is out of range"):
+        ops.infer_types(ops.get("softmax"), [x], {"dim": 5})
+    (out,) = ops.infer_types(ops.get("softmax"), [x], {"dim": -1})
+    assert out.shape == ("batch", 4)
+    (out,) = ops.infer_types(ops.get("unsqueeze"), [x], {"dim": 2})
+    assert out.shape == ("batch", 4, 1)
