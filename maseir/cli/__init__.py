@@ -33,3 +33,18 @@ def load_valid(path: str):
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise MaseIRError(f"{path}: invalid graph: {problems[0]}{more}; run 'maseir check {path}'")
     return graph
+
+
+def report_written(graph, output: str, source: str, seconds: float, as_json: bool, **extra) -> None:
+    """Print what a command that made a .mir wrote: one line, or JSON with ``extra``."""
+    import json
+    import os
+
+    summary = {"output": str(output), "source": source, "nodes": len(graph.nodes), "params": len(graph.params),
+               "parameters": graph.param_count(), **extra, "bytes": os.path.getsize(output),
+               "seconds": round(seconds, 2)}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {output}: {summary['nodes']} nodes, {summary['parameters']:,} parameters, "
+              f"{summary['bytes'] / 1e6:.1f} MB in {seconds:.1f}s")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 
 from ..frontends.transformers import DEFAULT_INPUTS, INPUT_NAMES, TASKS
 from ..io import save
-from . import check_output
+from . import check_output, report_written
 
 
 def add_parser(sub) -> None:
@@ -53,13 +51,6 @@ def run(args) -> int:
                               seed=args.seed, random_init=args.random_init)
     save(graph, args.output, external_data_threshold=args.external_data_threshold)
     seconds = time.perf_counter() - start
-    summary = {"output": args.output, "source": graph.metadata.get("source", args.name),
-               "nodes": len(graph.nodes), "params": len(graph.params), "parameters": graph.param_count(),
-               "dropout": sum(n.op == "dropout" for n in graph.nodes),
-               "bytes": os.path.getsize(args.output), "seconds": round(seconds, 2)}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"wrote {args.output}: {summary['nodes']} nodes, {summary['parameters']:,} parameters, "
-              f"{summary['bytes'] / 1e6:.1f} MB in {seconds:.1f}s")
+    report_written(graph, args.output, graph.metadata.get("source", args.name), seconds, args.json,
+                   dropout=sum(n.op == "dropout" for n in graph.nodes))
     return 0

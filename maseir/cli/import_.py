@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 from ..io import save
 from ..errors import MaseIRError
-from . import check_output
+from . import check_output, report_written
 
 
 def add_parser(sub) -> None:
@@ -44,13 +42,6 @@ def run(args) -> int:
         raise MaseIRError(f"{args.model}: the imported graph is invalid: {problems[0]}")
     save(graph, output, external_data_threshold=args.external_data_threshold)
     seconds = time.perf_counter() - start
-    summary = {"output": str(output), "source": args.model, "nodes": len(graph.nodes),
-               "params": len(graph.params), "parameters": graph.param_count(),
-               "dims": {name: f"{src}[{axis}]" for name, (src, axis) in graph.dims.items()},
-               "bytes": os.path.getsize(output), "seconds": round(seconds, 2)}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"wrote {output}: {summary['nodes']} nodes, {summary['parameters']:,} parameters, "
-              f"{summary['bytes'] / 1e6:.1f} MB in {seconds:.1f}s")
+    report_written(graph, output, args.model, seconds, args.json,
+                   dims={name: f"{src}[{axis}]" for name, (src, axis) in graph.dims.items()})
     return 0
