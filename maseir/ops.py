@@ -6,7 +6,7 @@ defaults) is read from that overload, so the frontend, the checker, the
 lowering and `spec/ops.md` all agree by construction. Each entry also holds:
 
 - the PyTorch implementation (the ATen overload itself, or a mode-aware
-  module for ops whose behaviour follows ``train()``/``eval()``);
+  module for ops whose behaviour follows train or eval mode);
 - the type rule (ATen's meta kernels, run on symbolic sizes; see
   ``infer_types``);
 - the ONNX lowering slot (filled by the ONNX interop work).
@@ -64,8 +64,8 @@ class OpDef:
     ``training_flag`` names the ATen argument that follows the module mode
     (dropout's ``train``); ``eval_overrides`` are argument values forced in
     eval mode (scaled_dot_product_attention's ``dropout_p`` is 0 in eval).
-    Ops with either are lowered to a small module so ``train()``/``eval()``
-    reach them.
+    Ops with either are lowered to a small module so the module mode
+    reaches them.
     """
 
     name: str
@@ -187,12 +187,12 @@ register("embedding", aten.embedding.default, "rows of weight picked by integer 
 register("conv2d", aten.conv2d.default, "2-D convolution")
 register("layer_norm", aten.layer_norm.default, "layer normalisation over the trailing dims")
 register("batch_norm", aten.batch_norm.default,
-         "batch normalisation; batch statistics in train(), running statistics in eval()",
+         "batch normalisation; batch statistics in train mode, running statistics in eval mode",
          training_flag="training")
 register("scaled_dot_product_attention", aten.scaled_dot_product_attention.default,
          "softmax(q @ k.T * scale + mask) @ v; dropout_p applies in train() only",
          eval_overrides={"dropout_p": 0.0})
-register("dropout", aten.dropout.default, "zeroes elements with probability p in train(); identity in eval()",
+register("dropout", aten.dropout.default, "zeroes elements with probability p in train mode; identity in eval mode",
          training_flag="train")
 register("max_pool2d", aten.max_pool2d.default, "2-D max pooling")
 register("avg_pool2d", aten.avg_pool2d.default, "2-D average pooling")
@@ -356,7 +356,7 @@ def markdown() -> str:
            "Every op follows the semantics of the ATen overload it names. Tensor inputs are",
            "`Node.inputs` in this order; attributes are `Node.attrs` (omitted when equal to the",
            "default). A tensor input given as a constant is stored as an attribute of the same",
-           "name. *mode* ops follow `train()`/`eval()` in the PyTorch lowering.", "",
+           "name. *mode* ops follow the train/eval mode of the PyTorch lowering.", "",
            "| op | ATen | inputs | attributes | ONNX | meaning |",
            "|---|---|---|---|---|---|"]
     for op in REGISTRY.values():

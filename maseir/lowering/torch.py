@@ -4,8 +4,8 @@
 returning the graph's output (a tuple when there are several). Its
 parameters carry the IR param names with ``requires_grad = trainable``, so it
 trains; ops whose behaviour follows the module mode (dropout, attention
-dropout, batch norm) are small submodules under ``_ops`` so ``train()`` and
-``eval()`` reach them.
+dropout, batch norm) are small submodules under ``_ops`` so switching the
+module between train and eval mode reaches them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ aten = torch.ops.aten
 
 
 class ModeAwareOp(nn.Module):
-    """One node of an op whose ATen call depends on train()/eval()."""
+    """One node of an op whose ATen call depends on train or eval mode."""
 
     def __init__(self, op: ops.OpDef, attrs: dict):
         super().__init__()

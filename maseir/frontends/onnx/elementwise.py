@@ -20,42 +20,6 @@ class ElementwiseOps:
             return [self.const(fold(x.array), node.output[0])]
         return [self.emit(op_name, [x], attrs or {}, out=self.out(node))]
 
-    def _op_Relu(self, node, ins, attrs):
-        return self._unary("relu", node, ins, fold=lambda a: np.maximum(a, 0).astype(a.dtype))
-
-    def _op_Tanh(self, node, ins, attrs):
-        return self._unary("tanh", node, ins)
-
-    def _op_Sigmoid(self, node, ins, attrs):
-        return self._unary("sigmoid", node, ins)
-
-    def _op_Erf(self, node, ins, attrs):
-        return self._unary("erf", node, ins)
-
-    def _op_Neg(self, node, ins, attrs):
-        return self._unary("neg", node, ins, fold=np.negative)
-
-    def _op_Sqrt(self, node, ins, attrs):
-        return self._unary("sqrt", node, ins, fold=np.sqrt)
-
-    def _op_Exp(self, node, ins, attrs):
-        return self._unary("exp", node, ins, fold=np.exp)
-
-    def _op_Log(self, node, ins, attrs):
-        return self._unary("log", node, ins, fold=np.log)
-
-    def _op_Abs(self, node, ins, attrs):
-        return self._unary("abs", node, ins, fold=np.abs)
-
-    def _op_Reciprocal(self, node, ins, attrs):
-        return self._unary("reciprocal", node, ins, fold=np.reciprocal)
-
-    def _op_IsNaN(self, node, ins, attrs):
-        return self._unary("isnan", node, ins, fold=np.isnan)
-
-    def _op_Not(self, node, ins, attrs):
-        return self._unary("bitwise_not", node, ins, fold=np.logical_not)
-
     def _op_Gelu(self, node, ins, attrs):
         return self._unary("gelu", node, ins, {"approximate": attrs.get("approximate", "none")})
 
@@ -283,3 +247,31 @@ def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if np.issubdtype(a.dtype, np.integer):
         return np.trunc(a / b).astype(a.dtype)
     return (a / b).astype(a.dtype)
+
+
+# ONNX unary ops that are one registry op each, with the numpy function that
+# folds them on constants (None: never folded).
+_UNARY = {
+    "Relu": ("relu", lambda a: np.maximum(a, 0).astype(a.dtype)),
+    "Tanh": ("tanh", None),
+    "Sigmoid": ("sigmoid", None),
+    "Erf": ("erf", None),
+    "Neg": ("neg", np.negative),
+    "Sqrt": ("sqrt", np.sqrt),
+    "Exp": ("exp", np.exp),
+    "Log": ("log", np.log),
+    "Abs": ("abs", np.abs),
+    "Reciprocal": ("reciprocal", np.reciprocal),
+    "IsNaN": ("isnan", np.isnan),
+    "Not": ("bitwise_not", np.logical_not),
+}
+
+
+def _unary_handler(op_name, fold):
+    def handler(self, node, ins, attrs):
+        return self._unary(op_name, node, ins, fold=fold)
+    return handler
+
+
+for _onnx_op, (_op_name, _fold) in _UNARY.items():
+    setattr(ElementwiseOps, f"_op_{_onnx_op}", _unary_handler(_op_name, _fold))
