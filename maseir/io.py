@@ -16,23 +16,37 @@ import os
 import struct
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from google.protobuf.message import DecodeError
 
 from ._proto import maseir_pb2 as pb
-from .errors import ChecksumError, FileFormatError
+from .errors import ChecksumError, FileFormatError, GraphError
 from .ir import Graph
 from .serialize import model_from_proto, model_to_proto
 
 FORMAT_MAJOR = 1
 """Bumped for changes older readers cannot read; files of a newer major are refused."""
-FORMAT_MINOR = 0
-"""Bumped for additions older readers can skip; older minors always load."""
+FORMAT_MINOR = 1
+"""Bumped for additions older readers can skip; older minors always load.
+
+1.1: the header's sha256 covers the header's other fields too (spec/format.md)."""
 
 MAGIC = b"\x89MIR\r\n\x1a\n"
 _HEADER = struct.Struct("<8sHHIQ32sQ")  # magic, major, minor, flags, structure len, sha256, data len
 assert _HEADER.size == 64
+_SHA_AT = 24  # offset of the structure's sha256 in the header
+
+
+def structure_digest(header: bytes, structure: bytes) -> bytes:
+    """The sha256 a header records: from version 1.1 over the header's other 32
+    bytes and the structure, so that every byte of a .mir is either checksummed
+    or required to be zero; in 1.0 files over the structure alone."""
+    _magic, _major, minor, *_rest = _HEADER.unpack(header)
+    if minor == 0:
+        return hashlib.sha256(structure).digest()
+    return hashlib.sha256(header[:_SHA_AT] + header[_SHA_AT + 32:] + structure).digest()
 ALIGN = 64
 
 
@@ -54,6 +68,9 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data_threshold: int 
     keeps the .mir itself small, e.g. for version control.
     """
     path = Path(path)
+    if not graph.has_weights:
+        raise GraphError(f"{path}: cannot save a graph read without its weights (io.load_structure); "
+                         "load it with io.load")
     unhashed = [t for t in graph.params.values() if t._sha256 is None]
     for tensor, digest in zip(unhashed, _sha256_all([t.data for t in unhashed])):
         tensor._sha256 = digest
@@ -69,8 +86,8 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data_threshold: int 
             msg.location.offset = inline.add(tensor.data)
         msg.location.length = tensor.nbytes
     structure = model.SerializeToString(deterministic=True)
-    header = _HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, len(structure),
-                          hashlib.sha256(structure).digest(), inline.size)
+    header = _HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, len(structure), bytes(32), inline.size)
+    header = header[:_SHA_AT] + structure_digest(header, structure) + header[_SHA_AT + 32:]
     pad = b"\0" * (_align(_HEADER.size + len(structure)) - _HEADER.size - len(structure))
     files = [(path.parent / external_name, external.chunks)] if external.size else []
     write_atomic(files + [(path, [header, structure, pad, *inline.chunks])])
@@ -134,19 +151,30 @@ def _umask() -> int:
 
 def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
     """Read a .mir file. With ``verify`` (the default) every tensor's sha256 is
-    checked and a mismatch raises ChecksumError naming the tensor."""
+    checked (a mismatch raises ChecksumError naming the tensor). Every byte of
+    the data sections that no tensor covers must be zero, so no byte of a .mir
+    goes unchecked.
+
+    Raises FileFormatError for a missing, truncated, corrupt or too new file,
+    or missing external data.
+    """
     path = Path(path)
     with open_input(path) as f, ThreadPoolExecutor(max_workers=_HASH_WORKERS) as pool:
-        model, data_len = _read_structure(path, f)
+        model, data_len, _version = _read_structure(path, f)
         data = bytearray(data_len)
         inline_digests = _read_data(path, f, data, model, pool if verify else None)
     view = memoryview(data).toreadonly()  # tensors share it; nobody can write to it
+    _check_unused_bytes(path, "the data section", view,
+                            [p.location for p in model.graph.params if not p.location.file])
     externals: dict[str, memoryview] = {}
 
     def tensor_bytes(msg):
         loc = msg.location
         if loc.file and loc.file not in externals:
             externals[loc.file] = read_external(path, loc.file)
+            _check_unused_bytes(path, loc.file, externals[loc.file],
+                                [p.location for p in model.graph.params if p.location.file == loc.file],
+                                exact_end=True)
         source = externals[loc.file] if loc.file else view
         end = loc.offset + loc.length
         if end > len(source):
@@ -164,6 +192,73 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
             raise ChecksumError(f"{path}: tensor {bad[0]} does not match its sha256 "
                                 f"(the file is corrupt{'' if len(bad) == 1 else f'; {len(bad)} tensors differ'})")
     return graph
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a .mir file keeps its tensor bytes, read from its header and structure.
+
+    ``external`` maps each external data file (a path relative to the .mir)
+    to the tensors stored in it; ``missing`` lists those files that are not
+    next to the .mir (as when git hands a textconv driver a temporary copy).
+    """
+
+    version: tuple[int, int]
+    data_bytes: int
+    external: dict[str, tuple[str, ...]]
+    missing: tuple[str, ...]
+
+
+def load_structure(path: str | os.PathLike) -> tuple[Graph, Layout]:
+    """The graph of a .mir without its tensor bytes, and the file's layout.
+
+    Reads the header and the structure only (the structure's sha256 is
+    checked; tensor checksums are as recorded, unverified), so it is fast and
+    works when external data files are missing. The params have ``data``
+    None: such a graph can be shown, diffed by checksum and checked for
+    structure, not lowered or saved. Raises FileFormatError like ``load``.
+    """
+    path = Path(path)
+    with open_input(path) as f:
+        model, data_len, version = _read_structure(path, f)
+    files: dict[str, list[str]] = {}
+    for msg in model.graph.params:
+        if msg.location.file:
+            files.setdefault(msg.location.file, []).append(msg.name)
+    missing = tuple(sorted(name for name in files if not _external_exists(path, name)))
+    graph = model_from_proto(model, lambda msg: None, str(path))
+    for msg in model.graph.params:
+        try:
+            expected = graph.params[msg.name].expected_nbytes()
+        except ValueError as exc:
+            raise FileFormatError(f"{path}: corrupt structure: tensor {msg.name}: {exc}") from None
+        if msg.location.length != expected:
+            raise FileFormatError(f"{path}: corrupt structure: tensor {msg.name} has {msg.location.length} "
+                                  f"bytes, its type needs {expected}")
+    return graph, Layout(version, data_len, {k: tuple(v) for k, v in files.items()}, missing)
+
+
+def _external_exists(path: Path, name: str) -> bool:
+    try:
+        read_external_path(path, name)
+    except FileFormatError:
+        return False
+    return True
+
+
+def _check_unused_bytes(path: Path, where: str, data, locations, exact_end: bool = False) -> None:
+    """Every byte of ``data`` outside the tensors at ``locations`` is zero (alignment
+    padding); with ``exact_end`` nothing may follow the last tensor."""
+    pos = 0
+    for start, end in sorted((loc.offset, loc.offset + loc.length) for loc in locations):
+        if start > pos and bytes(data[pos:start]).strip(b"\0"):
+            raise FileFormatError(f"{path}: non-zero padding at byte {pos} of {where} (the file is corrupt)")
+        pos = max(pos, end)
+    if pos < len(data):
+        if exact_end:
+            raise FileFormatError(f"{path}: {len(data) - pos} unexpected bytes after the last tensor in {where}")
+        if bytes(data[pos:]).strip(b"\0"):
+            raise FileFormatError(f"{path}: non-zero padding at byte {pos} of {where} (the file is corrupt)")
 
 
 def verify_checksums(graph: Graph) -> list[str]:
@@ -199,22 +294,34 @@ def open_input(path: Path, kind: str = "a .mir file"):
         raise FileFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _read_structure(path: Path, f) -> tuple[pb.Model, int]:
+def _hint(path: Path, head: bytes) -> str:
+    """What to do with a file that is not a .mir but looks like an ONNX model."""
+    # An ONNX ModelProto starts with field 1 (ir_version, a varint): tag byte 0x08.
+    looks_onnx = len(head) > 1 and head[0] == 0x08 and 3 <= head[1] <= 13  # ONNX IR versions so far
+    if path.suffix.lower() == ".onnx" or looks_onnx:
+        return f"; it looks like an ONNX model: maseir import {path} -o {path.with_suffix('.mir').name}"
+    return ""
+
+
+def _read_structure(path: Path, f) -> tuple[pb.Model, int, tuple[int, int]]:
     """Check the header, the file length and the structure's sha256; parse the
-    structure. Leaves ``f`` at the start of the data section."""
+    structure. Returns it with the data section's length and the file's format
+    version; leaves ``f`` at the start of the data section."""
     size = os.fstat(f.fileno()).st_size
     head = f.read(_HEADER.size)
     if len(head) < _HEADER.size:
         if head and MAGIC.startswith(head[:len(MAGIC)]):
             raise FileFormatError(f"{path}: truncated: {len(head)} bytes, shorter than the header")
-        raise FileFormatError(f"{path}: not a .mir file ({len(head)} bytes, no maseir header)")
+        raise FileFormatError(f"{path}: not a .mir file ({len(head)} bytes, no maseir header){_hint(path, head)}")
     magic, major, minor, flags, struct_len, struct_sha, data_len = _HEADER.unpack(head)
     if magic != MAGIC:
-        raise FileFormatError(f"{path}: not a .mir file (bad magic bytes)")
+        raise FileFormatError(f"{path}: not a .mir file (bad magic bytes){_hint(path, head)}")
     if major > FORMAT_MAJOR:
         raise FileFormatError(
             f"{path}: format version {major}.{minor} is newer than this maseir reads "
             f"({FORMAT_MAJOR}.{FORMAT_MINOR}); upgrade maseir to open it")
+    if major < 1:
+        raise FileFormatError(f"{path}: format version {major}.{minor} does not exist (corrupt header)")
     if flags:
         raise FileFormatError(f"{path}: unknown header flags {flags:#x} (corrupt, or from a newer maseir)")
     data_start = _align(_HEADER.size + struct_len)
@@ -224,8 +331,9 @@ def _read_structure(path: Path, f) -> tuple[pb.Model, int]:
     if size > expected:
         raise FileFormatError(f"{path}: {size - expected} unexpected bytes after the data section")
     structure = f.read(struct_len)
-    if hashlib.sha256(structure).digest() != struct_sha:
-        raise ChecksumError(f"{path}: the graph structure does not match its sha256 (the file is corrupt)")
+    if structure_digest(head, structure) != struct_sha:
+        raise ChecksumError(f"{path}: the header or graph structure does not match its sha256 "
+                            "(the file is corrupt)")
     if f.read(data_start - _HEADER.size - struct_len).strip(b"\0"):
         raise FileFormatError(f"{path}: non-zero padding before the data section (the file is corrupt)")
     model = pb.Model()
@@ -233,7 +341,7 @@ def _read_structure(path: Path, f) -> tuple[pb.Model, int]:
         model.ParseFromString(structure)
     except DecodeError as exc:
         raise FileFormatError(f"{path}: corrupt structure: {exc}") from None
-    return model, data_len
+    return model, data_len, (major, minor)
 
 
 def _read_data(path: Path, f, data: bytearray, model: pb.Model, pool) -> dict:
@@ -258,10 +366,9 @@ def _read_data(path: Path, f, data: bytearray, model: pb.Model, pool) -> dict:
     return futures
 
 
-def read_external(path: Path, name: str) -> memoryview:
-    """The bytes of external data file ``name`` next to ``path`` (a .mir or an ONNX
-    file). Only plain relative paths are followed, so a file cannot make maseir
-    read from anywhere else."""
+def read_external_path(path: Path, name: str) -> Path:
+    """The path of external data file ``name`` next to ``path``. Only plain relative
+    paths are followed, so a file cannot make maseir read from anywhere else."""
     rel = PurePosixPath(name)
     if not name or rel.is_absolute() or ".." in rel.parts or "\\" in name:
         raise FileFormatError(f"{path}: external data path {name!r} must be a plain relative path")
@@ -269,6 +376,15 @@ def read_external(path: Path, name: str) -> memoryview:
     folder = path.parent.resolve()
     if folder not in target.resolve().parents:  # a symlink may not lead out of the folder either
         raise FileFormatError(f"{path}: external data file {name!r} resolves outside {folder}")
+    if not target.is_file():
+        raise FileFormatError(f"{path}: external data file {target} is missing or unreadable")
+    return target
+
+
+def read_external(path: Path, name: str) -> memoryview:
+    """The bytes of external data file ``name`` next to ``path`` (a .mir or an ONNX
+    file); see ``read_external_path``."""
+    target = read_external_path(path, name)
     try:
         return memoryview(target.read_bytes())
     except OSError:

@@ -149,19 +149,28 @@ class Tensor:
     """A parameter or buffer: name, type, raw little-endian bytes, trainability.
 
     ``data`` is immutable: ``bytes`` or a read-only memoryview into a loaded
-    file. The sha256 is computed once, lazily, or taken from the file (which
-    ``io.load`` verifies).
+    file, or None for a graph read without its weights
+    (``io.load_structure``: enough to show, diff by checksum and check the
+    structure, not to run or save). The sha256 is computed once, lazily, or
+    taken from the file (which ``io.load`` verifies).
     """
 
     __slots__ = ("name", "type", "data", "trainable", "_sha256")
 
-    def __init__(self, name: str, type: TensorType, data: bytes, trainable: bool = False,
+    def __init__(self, name: str, type: TensorType, data: bytes | None, trainable: bool = False,
                  sha256: bytes | None = None):
-        expected = type.numel() * DTYPE_ITEMSIZE[type.dtype]
-        if len(data) != expected:
-            raise ValueError(f"tensor {name}: {len(data)} bytes, type {type} needs {expected}")
         self.name = name
         self.type = type
+        self.trainable = trainable
+        self._sha256 = sha256
+        if data is None:
+            if sha256 is None:
+                raise ValueError(f"tensor {name}: a tensor without data needs its sha256")
+            self.data = None
+            return
+        expected = self.expected_nbytes()
+        if len(data) != expected:
+            raise ValueError(f"tensor {name}: {len(data)} bytes, type {type} needs {expected}")
         if isinstance(data, memoryview):
             if not data.readonly:
                 data = bytes(data)  # a writable view could change under us
@@ -170,8 +179,14 @@ class Tensor:
         elif not isinstance(data, bytes):
             data = bytes(data)
         self.data = data
-        self.trainable = trainable
-        self._sha256 = sha256
+
+    def expected_nbytes(self) -> int:
+        """Bytes the tensor's type takes: elements times the dtype's size."""
+        return self.type.numel() * DTYPE_ITEMSIZE[self.type.dtype]
+
+    @property
+    def has_data(self) -> bool:
+        return self.data is not None
 
     @property
     def sha256(self) -> bytes:
@@ -181,7 +196,7 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
-        return len(self.data)
+        return len(self.data) if self.data is not None else self.expected_nbytes()
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Tensor) and self.name == other.name and self.type == other.type
@@ -258,6 +273,11 @@ class Graph:
             if n.name == name:
                 return n
         raise KeyError(name)
+
+    @property
+    def has_weights(self) -> bool:
+        """False for a graph read without its tensor bytes (``io.load_structure``)."""
+        return all(t.data is not None for t in self.params.values())
 
     def param_count(self) -> int:
         """Elements across all params and buffers."""

@@ -2,14 +2,19 @@
 
 An op follows ATen semantics and is backed by one ATen overload. Its schema
 (which arguments are tensor inputs, which are attributes, their types and
-defaults) is read from that overload, so the frontend, the checker, the
-lowering and `spec/ops.md` all agree by construction. Each entry also holds:
+defaults) is ATen's schema of that overload, so the frontend, the checker, the
+lowering and `spec/ops.md` all agree by construction. The schemas are read
+from ``spec/ops.json``, a copy of ATen's generated from the registry
+(``python -m maseir.ops --schemas > spec/ops.json``; ``tests/test_ops.py``
+fails when it drifts from the installed torch), so reading, showing and
+checking the structure of a graph never imports torch. Each entry also holds:
 
-- the PyTorch implementation (the ATen overload itself, or a mode-aware
-  module for ops whose behaviour follows train or eval mode);
+- the PyTorch implementation (the ATen overload itself, resolved on first
+  use, or a mode-aware module for ops whose behaviour follows train or eval
+  mode);
 - the type rule (ATen's meta kernels, run on symbolic sizes; see
-  ``infer_types``);
-- the ONNX lowering slot (filled by the ONNX interop work).
+  ``infer_types``, which imports torch);
+- the ONNX lowering slot (filled by ``maseir.lowering.onnx``).
 
 A tensor argument given as a constant scalar (``add(x, 1)``) is stored as an
 attribute of the same name, with "" in its input slot; the lowering then uses
@@ -18,14 +23,13 @@ the op's Scalar overload.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 
-import torch
-
+from ._spec import spec_text
 from .ir import DType, Sym, TensorType, default_format
-
-aten = torch.ops.aten
 
 _NO_DEFAULT = object()
 
@@ -33,6 +37,58 @@ _NO_DEFAULT = object()
 # the value the lowering passes where ATen has no default.
 _DROPPED_VALUES = {"cudnn_enable": True, "cudnn_enabled": True, "non_blocking": False, "copy": False}
 _ALWAYS_DROPPED = frozenset({"device", "layout", "pin_memory", "memory_format", *_DROPPED_VALUES})
+ALWAYS_DROPPED = _ALWAYS_DROPPED
+"""Argument names the IR never stores (placement and kernel selection)."""
+
+
+@dataclass(frozen=True)
+class SchemaArg:
+    """One argument of an ATen overload's schema, as ``spec/ops.json`` records it."""
+
+    name: str
+    type: str          # ATen type, e.g. "Tensor", "Optional[Tensor]", "List[int]", "float"
+    kwarg_only: bool = False
+    has_default: bool = False
+    default: Any = None
+
+    @staticmethod
+    def from_json(entry: dict) -> SchemaArg:
+        return SchemaArg(entry["name"], entry["type"], entry.get("kwarg_only", False),
+                         "default" in entry, entry.get("default"))
+
+
+@lru_cache(maxsize=1)
+def _schema_file() -> dict[str, list[dict]]:
+    return json.loads(spec_text("ops.json"))
+
+
+def overload_schema(overload: str) -> tuple[SchemaArg, ...]:
+    """The arguments of ATen overload ``overload`` (``"linear.default"``), from
+    spec/ops.json; an overload not recorded there yet is read from torch."""
+    entries = _schema_file().get(overload)
+    if entries is None:  # a newly registered op before spec/ops.json is regenerated
+        entries = aten_schema_json(overload)
+    return tuple(SchemaArg.from_json(e) for e in entries)
+
+
+def aten_overload(overload: str):
+    """The torch OpOverload ``torch.ops.aten.<overload>`` (imports torch)."""
+    import torch
+    packet, _, name = overload.partition(".")
+    return getattr(getattr(torch.ops.aten, packet), name)
+
+
+def aten_schema_json(overload: str) -> list[dict]:
+    """ATen's schema of ``overload`` as the JSON entries spec/ops.json holds (imports torch)."""
+    entries = []
+    for arg in aten_overload(overload)._schema.arguments:
+        entry: dict[str, Any] = {"name": arg.name, "type": str(arg.real_type)}
+        if arg.kwarg_only:
+            entry["kwarg_only"] = True
+        if arg.has_default_value():
+            entry["default"] = arg.default_value
+        entries.append(entry)
+    return entries
 
 
 @dataclass(frozen=True)
@@ -61,17 +117,19 @@ class AttrSpec:
 class OpDef:
     """One registered op.
 
-    ``training_flag`` names the ATen argument that follows the module mode
-    (dropout's ``train``); ``eval_overrides`` are argument values forced in
-    eval mode (scaled_dot_product_attention's ``dropout_p`` is 0 in eval).
-    Ops with either are lowered to a small module so the module mode
-    reaches them.
+    ``aten_name`` and ``scalar_name`` name ATen overloads (``"add.Tensor"``,
+    ``"add.Scalar"``); ``aten`` and ``scalar_aten`` are those overloads
+    (resolved on first use; that imports torch). ``training_flag`` names the
+    ATen argument that follows the module mode (dropout's ``train``);
+    ``eval_overrides`` are argument values forced in eval mode
+    (scaled_dot_product_attention's ``dropout_p`` is 0 in eval). Ops with
+    either are lowered to a small module so the module mode reaches them.
     """
 
     name: str
-    aten: Any
+    aten_name: str
     doc: str
-    scalar_aten: Any = None
+    scalar_name: str | None = None
     training_flag: str | None = None
     eval_overrides: dict[str, Any] = field(default_factory=dict)
     onnx: Callable | None = None  # ONNX lowering slot
@@ -80,21 +138,33 @@ class OpDef:
 
     def __post_init__(self) -> None:
         tensors, attrs = [], []
-        for arg in self.aten._schema.arguments:
+        for arg in self.schema():
             if arg.name in _ALWAYS_DROPPED or arg.name == self.training_flag:
                 continue
-            kind = str(arg.real_type)
+            kind = arg.type
             if kind in ("Tensor", "Optional[Tensor]"):
                 tensors.append(TensorArg(arg.name, kind != "Tensor", False))
             elif kind in ("List[Tensor]", "List[Optional[Tensor]]"):
                 tensors.append(TensorArg(arg.name, True, True))
             else:
-                default = arg.default_value if arg.has_default_value() else _NO_DEFAULT
+                default = arg.default if arg.has_default else _NO_DEFAULT
                 if default is _NO_DEFAULT and kind.startswith("Optional["):
                     default = None
                 attrs.append(AttrSpec(arg.name, kind, default))
         self.tensor_args = tuple(tensors)
         self.attrs = tuple(attrs)
+
+    def schema(self, scalar: bool = False) -> tuple[SchemaArg, ...]:
+        """The arguments of the op's ATen overload (or of its Scalar overload)."""
+        return overload_schema(self.scalar_name if scalar and self.scalar_name else self.aten_name)
+
+    @property
+    def aten(self):
+        return aten_overload(self.aten_name)
+
+    @property
+    def scalar_aten(self):
+        return aten_overload(self.scalar_name) if self.scalar_name else None
 
     @property
     def mode_dependent(self) -> bool:
@@ -109,7 +179,8 @@ class OpDef:
     def call_args(self, tensors: list[Any], attrs: dict[str, Any], resolve: Callable[[str], Any],
                   training: bool = False) -> tuple[Any, tuple, dict]:
         """Place ``tensors`` (one per input slot; None for "") and ``attrs`` per the
-        ATen schema. Returns the overload to call with its args and kwargs.
+        ATen schema. Returns the overload to call with its args and kwargs
+        (resolving the overload imports torch).
 
         ``resolve`` turns a symbolic dim name into the size to use (an int
         or a graph node)."""
@@ -120,37 +191,32 @@ class OpDef:
         variadic = [t for t in self.tensor_args if t.variadic]
         if variadic:
             slots[variadic[0].name] = list(tensors[len(fixed):])
-        overload = self.aten
+        scalar = False
         for name, value in attrs.items():
             if name in slots and slots[name] is None:
-                overload = self.scalar_aten or self.aten  # constant in a tensor slot
+                scalar = self.scalar_name is not None  # constant in a tensor slot
             slots[name] = attr_to_torch(value, resolve)
         if self.training_flag:
             slots[self.training_flag] = training
         if not training:
             slots.update(self.eval_overrides)
         args, kwargs = [], {}
-        for arg in overload._schema.arguments:
-            if arg.name not in slots and arg.name in _DROPPED_VALUES and not arg.has_default_value():
+        schema = self.schema(scalar)
+        for position, arg in enumerate(schema):
+            if arg.name not in slots and arg.name in _DROPPED_VALUES and not arg.has_default:
                 slots[arg.name] = _DROPPED_VALUES[arg.name]
             if arg.name not in slots:
-                if arg.has_default_value() or str(arg.real_type).startswith("Optional["):
+                if arg.has_default or arg.type.startswith("Optional["):
                     continue
                 raise ValueError(f"op {self.name}: missing argument {arg.name}")
             if arg.kwarg_only:
                 kwargs[arg.name] = slots[arg.name]
-            elif len(args) == _positional_index(overload, arg.name):
+            elif len(args) == position:
                 args.append(slots[arg.name])
             else:
                 kwargs[arg.name] = slots[arg.name]
+        overload = self.scalar_aten if scalar else self.aten
         return overload, tuple(args), kwargs
-
-
-def _positional_index(overload, name: str) -> int:
-    for i, arg in enumerate(overload._schema.arguments):
-        if arg.name == name:
-            return i
-    raise KeyError(name)
 
 
 def attr_to_torch(value: Any, resolve: Callable[[str], Any]) -> Any:
@@ -158,6 +224,7 @@ def attr_to_torch(value: Any, resolve: Callable[[str], Any]) -> Any:
     if isinstance(value, Sym):
         return resolve(value.name)
     if isinstance(value, DType):
+        import torch
         return getattr(torch, value.name)
     if isinstance(value, tuple):
         return [resolve(v) if isinstance(v, str) else v for v in value]
@@ -167,10 +234,12 @@ def attr_to_torch(value: Any, resolve: Callable[[str], Any]) -> Any:
 REGISTRY: dict[str, OpDef] = {}
 
 
-def register(name: str, overload, doc: str, **kwargs) -> OpDef:
+def register(name: str, overload: str, doc: str, *, scalar: str | None = None, **kwargs) -> OpDef:
+    """Add op ``name`` backed by ATen overload ``overload`` (``"linear.default"``);
+    ``scalar`` names the overload used when a tensor argument is a constant."""
     if name in REGISTRY:
         raise ValueError(f"op {name} registered twice")
-    op = OpDef(name, overload, doc, **kwargs)
+    op = OpDef(name, overload, doc, scalar_name=scalar, **kwargs)
     REGISTRY[name] = op
     return op
 
@@ -181,90 +250,90 @@ def get(name: str) -> OpDef:
 
 # --- the op set -------------------------------------------------------------
 # Linear algebra and layers
-register("linear", aten.linear.default, "y = x @ weight.T + bias")
-register("matmul", aten.matmul.default, "matrix product with broadcasting")
-register("embedding", aten.embedding.default, "rows of weight picked by integer indices")
-register("conv2d", aten.conv2d.default, "2-D convolution")
-register("layer_norm", aten.layer_norm.default, "layer normalisation over the trailing dims")
-register("batch_norm", aten.batch_norm.default,
+register("linear", "linear.default", "y = x @ weight.T + bias")
+register("matmul", "matmul.default", "matrix product with broadcasting")
+register("embedding", "embedding.default", "rows of weight picked by integer indices")
+register("conv2d", "conv2d.default", "2-D convolution")
+register("layer_norm", "layer_norm.default", "layer normalisation over the trailing dims")
+register("batch_norm", "batch_norm.default",
          "batch normalisation; batch statistics in train mode, running statistics in eval mode",
          training_flag="training")
-register("scaled_dot_product_attention", aten.scaled_dot_product_attention.default,
+register("scaled_dot_product_attention", "scaled_dot_product_attention.default",
          "softmax(q @ k.T * scale + mask) @ v; dropout_p applies in train() only",
          eval_overrides={"dropout_p": 0.0})
-register("dropout", aten.dropout.default, "zeroes elements with probability p in train mode; identity in eval mode",
+register("dropout", "dropout.default", "zeroes elements with probability p in train mode; identity in eval mode",
          training_flag="train")
-register("max_pool2d", aten.max_pool2d.default, "2-D max pooling")
-register("avg_pool2d", aten.avg_pool2d.default, "2-D average pooling")
-register("adaptive_avg_pool2d", aten.adaptive_avg_pool2d.default, "2-D average pooling to a fixed output size")
-register("cross_entropy", aten.cross_entropy_loss.default, "cross-entropy loss of logits against class indices")
+register("max_pool2d", "max_pool2d.default", "2-D max pooling")
+register("avg_pool2d", "avg_pool2d.default", "2-D average pooling")
+register("adaptive_avg_pool2d", "adaptive_avg_pool2d.default", "2-D average pooling to a fixed output size")
+register("cross_entropy", "cross_entropy_loss.default", "cross-entropy loss of logits against class indices")
 
 # Activations
-register("relu", aten.relu.default, "max(x, 0)")
-register("gelu", aten.gelu.default, "Gaussian error linear unit (exact or tanh approximation)")
-register("tanh", aten.tanh.default, "hyperbolic tangent")
-register("sigmoid", aten.sigmoid.default, "logistic function")
-register("silu", aten.silu.default, "x * sigmoid(x)")
-register("leaky_relu", aten.leaky_relu.default, "x if x > 0 else negative_slope * x")
-register("hardtanh", aten.hardtanh.default, "clamp(x, min_val, max_val)")
-register("softmax", aten.softmax.int, "softmax along dim")
-register("log_softmax", aten.log_softmax.int, "log of softmax along dim")
-register("erf", aten.erf.default, "Gauss error function")
+register("relu", "relu.default", "max(x, 0)")
+register("gelu", "gelu.default", "Gaussian error linear unit (exact or tanh approximation)")
+register("tanh", "tanh.default", "hyperbolic tangent")
+register("sigmoid", "sigmoid.default", "logistic function")
+register("silu", "silu.default", "x * sigmoid(x)")
+register("leaky_relu", "leaky_relu.default", "x if x > 0 else negative_slope * x")
+register("hardtanh", "hardtanh.default", "clamp(x, min_val, max_val)")
+register("softmax", "softmax.int", "softmax along dim")
+register("log_softmax", "log_softmax.int", "log of softmax along dim")
+register("erf", "erf.default", "Gauss error function")
 
 # Elementwise arithmetic and comparison
-register("add", aten.add.Tensor, "self + alpha * other", scalar_aten=aten.add.Scalar)
-register("sub", aten.sub.Tensor, "self - alpha * other", scalar_aten=aten.sub.Scalar)
-register("mul", aten.mul.Tensor, "self * other", scalar_aten=aten.mul.Scalar)
-register("div", aten.div.Tensor, "self / other", scalar_aten=aten.div.Scalar)
-register("pow", aten.pow.Tensor_Tensor, "self ** exponent", scalar_aten=aten.pow.Tensor_Scalar)
-register("neg", aten.neg.default, "-self")
-register("sqrt", aten.sqrt.default, "square root")
-register("rsqrt", aten.rsqrt.default, "1 / sqrt(self)")
-register("exp", aten.exp.default, "e ** self")
-register("log", aten.log.default, "natural logarithm")
-register("abs", aten.abs.default, "|self|")
-register("reciprocal", aten.reciprocal.default, "1 / self")
-register("maximum", aten.maximum.default, "elementwise max(self, other)")
-register("minimum", aten.minimum.default, "elementwise min(self, other)")
-register("clamp", aten.clamp.default, "self limited to [min, max] (either bound optional)")
-register("eq", aten.eq.Tensor, "self == other", scalar_aten=aten.eq.Scalar)
-register("ge", aten.ge.Tensor, "self >= other", scalar_aten=aten.ge.Scalar)
-register("gt", aten.gt.Tensor, "self > other", scalar_aten=aten.gt.Scalar)
-register("lt", aten.lt.Tensor, "self < other", scalar_aten=aten.lt.Scalar)
-register("le", aten.le.Tensor, "self <= other", scalar_aten=aten.le.Scalar)
-register("ne", aten.ne.Tensor, "self != other", scalar_aten=aten.ne.Scalar)
-register("isnan", aten.isnan.default, "self != self (true where NaN)")
-register("bitwise_and", aten.bitwise_and.Tensor, "self & other (logical and on bool)",
-         scalar_aten=aten.bitwise_and.Scalar)
-register("bitwise_or", aten.bitwise_or.Tensor, "self | other (logical or on bool)",
-         scalar_aten=aten.bitwise_or.Scalar)
-register("bitwise_not", aten.bitwise_not.default, "~self (logical not on bool)")
-register("where", aten.where.self, "other where not condition, else self")
-register("masked_fill", aten.masked_fill.Scalar, "self with value where mask is true")
-register("to", aten.to.dtype, "self converted to dtype")
+register("add", "add.Tensor", "self + alpha * other", scalar="add.Scalar")
+register("sub", "sub.Tensor", "self - alpha * other", scalar="sub.Scalar")
+register("mul", "mul.Tensor", "self * other", scalar="mul.Scalar")
+register("div", "div.Tensor", "self / other", scalar="div.Scalar")
+register("pow", "pow.Tensor_Tensor", "self ** exponent", scalar="pow.Tensor_Scalar")
+register("neg", "neg.default", "-self")
+register("sqrt", "sqrt.default", "square root")
+register("rsqrt", "rsqrt.default", "1 / sqrt(self)")
+register("exp", "exp.default", "e ** self")
+register("log", "log.default", "natural logarithm")
+register("abs", "abs.default", "|self|")
+register("reciprocal", "reciprocal.default", "1 / self")
+register("maximum", "maximum.default", "elementwise max(self, other)")
+register("minimum", "minimum.default", "elementwise min(self, other)")
+register("clamp", "clamp.default", "self limited to [min, max] (either bound optional)")
+register("eq", "eq.Tensor", "self == other", scalar="eq.Scalar")
+register("ge", "ge.Tensor", "self >= other", scalar="ge.Scalar")
+register("gt", "gt.Tensor", "self > other", scalar="gt.Scalar")
+register("lt", "lt.Tensor", "self < other", scalar="lt.Scalar")
+register("le", "le.Tensor", "self <= other", scalar="le.Scalar")
+register("ne", "ne.Tensor", "self != other", scalar="ne.Scalar")
+register("isnan", "isnan.default", "self != self (true where NaN)")
+register("bitwise_and", "bitwise_and.Tensor", "self & other (logical and on bool)",
+         scalar="bitwise_and.Scalar")
+register("bitwise_or", "bitwise_or.Tensor", "self | other (logical or on bool)",
+         scalar="bitwise_or.Scalar")
+register("bitwise_not", "bitwise_not.default", "~self (logical not on bool)")
+register("where", "where.self", "other where not condition, else self")
+register("masked_fill", "masked_fill.Scalar", "self with value where mask is true")
+register("to", "to.dtype", "self converted to dtype")
 
 # Reductions
-register("mean", aten.mean.dim, "mean over dims")
-register("sum", aten.sum.dim_IntList, "sum over dims")
+register("mean", "mean.dim", "mean over dims")
+register("sum", "sum.dim_IntList", "sum over dims")
 
 # Shape and indexing
-register("reshape", aten.reshape.default, "same elements in a new shape (also torch's view)")
-register("flatten", aten.flatten.using_ints, "merge dims start_dim..end_dim")
-register("transpose", aten.transpose.int, "swap two dims")
-register("permute", aten.permute.default, "reorder dims")
-register("unsqueeze", aten.unsqueeze.default, "insert a dim of size 1")
-register("squeeze", aten.squeeze.dim, "remove a dim of size 1")
-register("expand", aten.expand.default, "broadcast to a larger shape without copying")
-register("slice", aten.slice.Tensor, "elements start:end:step along dim")
-register("select", aten.select.int, "one index along dim, removing it")
-register("index", aten.index.Tensor, "advanced indexing by integer or bool tensors")
-register("gather", aten.gather.default, "elements of self picked by index along dim")
-register("cat", aten.cat.default, "concatenate along dim")
+register("reshape", "reshape.default", "same elements in a new shape (also torch's view)")
+register("flatten", "flatten.using_ints", "merge dims start_dim..end_dim")
+register("transpose", "transpose.int", "swap two dims")
+register("permute", "permute.default", "reorder dims")
+register("unsqueeze", "unsqueeze.default", "insert a dim of size 1")
+register("squeeze", "squeeze.dim", "remove a dim of size 1")
+register("expand", "expand.default", "broadcast to a larger shape without copying")
+register("slice", "slice.Tensor", "elements start:end:step along dim")
+register("select", "select.int", "one index along dim, removing it")
+register("index", "index.Tensor", "advanced indexing by integer or bool tensors")
+register("gather", "gather.default", "elements of self picked by index along dim")
+register("cat", "cat.default", "concatenate along dim")
 
 # Creation
-register("arange", aten.arange.default, "0, 1, ..., end-1")
-register("new_ones", aten.new_ones.default, "a tensor of ones of size, dtype defaulting to self's")
-register("full", aten.full.default, "a tensor of size filled with fill_value")
+register("arange", "arange.default", "0, 1, ..., end-1")
+register("new_ones", "new_ones.default", "a tensor of ones of size, dtype defaulting to self's")
+register("full", "full.default", "a tensor of size filled with fill_value")
 
 
 # --- type rules ---------------------------------------------------------------
@@ -331,7 +400,9 @@ def _attr_symbols(value: Any) -> Iterable[str]:
         yield from (v for v in value if isinstance(v, str))
 
 
-def _run_meta(op: OpDef, input_types, attrs, sizes: dict[str, int]) -> list[torch.Tensor]:
+def _run_meta(op: OpDef, input_types, attrs, sizes: dict[str, int]) -> list:
+    import torch
+
     tensors = [None if t is None else
                torch.empty([sizes[d] if isinstance(d, str) else d for d in t.shape],
                            dtype=getattr(torch, t.dtype), device="meta")
@@ -364,7 +435,7 @@ def markdown() -> str:
                            for t in op.tensor_args)
         attrs = ", ".join(f"{a.name}: {a.type}" + ("" if a.required else f" = {_doc_default(a.default)}")
                           for a in op.attrs)
-        aten_name = str(op.aten) + (f" / {op.scalar_aten}" if op.scalar_aten else "")
+        aten_name = f"aten.{op.aten_name}" + (f" / aten.{op.scalar_name}" if op.scalar_name else "")
         mode = " *(mode)*" if op.mode_dependent else ""
         onnx = "yes" if op.onnx else "-"
         out.append(f"| `{op.name}`{mode} | `{aten_name}` | {inputs} | {attrs} | {onnx} | {op.doc} |")
@@ -375,8 +446,21 @@ def _doc_default(value: Any) -> str:
     return "None" if value is None else repr(value).replace("|", "\\|")
 
 
+def schemas_json() -> str:
+    """spec/ops.json: ATen's schema of every registered overload, read from the
+    installed torch (regenerate: ``python -m maseir.ops --schemas > spec/ops.json``)."""
+    names = sorted({n for op in REGISTRY.values() for n in (op.aten_name, op.scalar_name) if n})
+    overloads = []
+    for n in names:  # one line per argument, so a schema change is a one-line diff
+        args = ",\n".join("  " + json.dumps(entry) for entry in aten_schema_json(n))
+        overloads.append(f" {json.dumps(n)}: [\n{args}\n ]")
+    return "{\n" + ",\n".join(overloads) + "\n}\n"
+
+
 if __name__ == "__main__":
     # Run as a script this module is __main__; the ONNX rules fill the registry
     # of the imported maseir.ops, so print that one.
-    from maseir.ops import markdown as _markdown
-    print(_markdown(), end="")
+    import sys
+
+    from maseir.ops import markdown as _markdown, schemas_json as _schemas_json
+    print(_schemas_json() if "--schemas" in sys.argv[1:] else _markdown(), end="")

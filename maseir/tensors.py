@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from .errors import GraphError
 from .ir import Tensor, TensorType, default_format
 
 if sys.byteorder != "little":  # the file format stores little-endian bytes
@@ -30,6 +31,9 @@ def to_ir(name: str, value: torch.Tensor, trainable: bool) -> Tensor:
 
 def to_torch(tensor: Tensor) -> torch.Tensor:
     """A fresh, writable torch tensor with the IR tensor's values."""
+    if tensor.data is None:
+        raise GraphError(f"tensor {tensor.name}: the graph was read without its weights "
+                         "(io.load_structure); load it with io.load to use them")
     shape = [int(d) for d in tensor.type.shape]
     if not tensor.data:
         return torch.empty(shape, dtype=torch_dtype(tensor.type.dtype))

@@ -78,3 +78,32 @@ def format_attr(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(format_attr(v) if not isinstance(v, str) else v for v in value) + "]"
     return repr(value)
+
+
+def to_json(graph: Graph) -> dict:
+    """The structure of ``graph`` as JSON-able data (``maseir show --json``): what
+    the text form holds, with types, attributes and checksums spelled out."""
+    def type_json(t: TensorType) -> dict:
+        return {"dtype": t.dtype, "shape": list(t.shape), "format": str(t.format) if t.format else None}
+
+    def attr_json(value: Any) -> Any:
+        if isinstance(value, (Sym, DType)):
+            return value.name
+        if isinstance(value, tuple):
+            return [attr_json(v) for v in value]
+        return value
+
+    return {
+        "history": [vars(e) for e in graph.history],
+        "metadata": dict(sorted(graph.metadata.items())),
+        "tokenizer_sha256": hashlib.sha256(graph.tokenizer_json).hexdigest() if graph.tokenizer_json else None,
+        "dims": {name: {"input": src, "axis": axis} for name, (src, axis) in graph.dims.items()},
+        "inputs": [{"name": v.name, **type_json(v.type)} for v in graph.inputs],
+        "params": [{"name": name, **type_json(t.type), "trainable": t.trainable, "sha256": t.sha256.hex()}
+                   for name, t in graph.params.items()],
+        "nodes": [{"name": n.name, "op": n.op, "inputs": list(n.inputs),
+                   "outputs": [{"name": v.name, **type_json(v.type)} for v in n.outputs],
+                   "attrs": {k: attr_json(v) for k, v in sorted(n.attrs.items())}, "scope": n.scope}
+                  for n in graph.nodes],
+        "outputs": list(graph.outputs),
+    }

@@ -78,9 +78,10 @@ USER_ERRORS = {
     "check-text-file": (["check", "notes.txt"], "notes.txt: not a .mir file"),
     "show-truncated": (["show", "truncated.mir"], "truncated.mir: truncated"),
     "check-truncated": (["check", "truncated.mir"], "truncated.mir: truncated"),
-    "show-flipped-tensor": (["show", "flipped.mir"], f"tensor {FLIPPED_TENSOR} does not match its sha256"),
-    "show-newer-major": (["show", "newer.mir"], f"format version {mio.FORMAT_MAJOR + 1}.0 is newer"),
-    "check-newer-major": (["check", "newer.mir"], f"format version {mio.FORMAT_MAJOR + 1}.0 is newer"),
+    # show reads the structure only (it never reads weights); diff and check read and verify them
+    "diff-flipped-tensor": (["diff", "flipped.mir", "mlp.mir"], f"tensor {FLIPPED_TENSOR} does not match its sha256"),
+    "show-newer-major": (["show", "newer.mir"], f"format version {mio.FORMAT_MAJOR + 1}.{mio.FORMAT_MINOR} is newer"),
+    "check-newer-major": (["check", "newer.mir"], f"format version {mio.FORMAT_MAJOR + 1}.{mio.FORMAT_MINOR} is newer"),
 }
 EXPORT_ERRORS = {
     "export-missing-folder": (["export", "./no-such-model", "--random-init", "-o", "x.mir"], "no-such-model"),
@@ -92,7 +93,7 @@ EXPORT_ERRORS = {
                                      "nope/x.mir: folder"),
 }
 # Every case runs in process (cheap); these also run as real processes.
-SUBPROCESS_ERRORS = ("show-flipped-tensor", "export-missing-folder")
+SUBPROCESS_ERRORS = ("diff-flipped-tensor", "export-missing-folder")
 MIR = "seed0.mir"
 
 
@@ -221,7 +222,7 @@ def test_export_user_error(work, capfd, monkeypatch, case):
 
 
 def test_debug_shows_the_traceback(work, capfd, monkeypatch):
-    result = in_process(["--debug", "show", "flipped.mir"], work, capfd, monkeypatch)
+    result = in_process(["--debug", "diff", "flipped.mir", "mlp.mir"], work, capfd, monkeypatch)
     assert result.returncode == 2
     assert "Traceback (most recent call last)" in result.stderr and "ChecksumError" in result.stderr
     assert result.stderr.splitlines()[-1].startswith(f"{ERROR}flipped.mir: tensor {FLIPPED_TENSOR} ")

@@ -89,14 +89,28 @@ def with_structure(blob: bytes, mutate) -> bytes:
     model.CopyFrom(lay.model)
     mutate(model)
     structure = model.SerializeToString(deterministic=True)
-    header = HEADER.pack(lay.magic, lay.major, lay.minor, lay.flags, len(structure),
-                         hashlib.sha256(structure).digest(), lay.data_len)
+    header = sealed(HEADER.pack(lay.magic, lay.major, lay.minor, lay.flags, len(structure), bytes(32),
+                                lay.data_len), structure)
     pad = b"\0" * (align(HEADER.size + len(structure)) - HEADER.size - len(structure))
     return header + structure + pad + blob[lay.data_start:]
 
 
+def sealed(header: bytes, structure: bytes) -> bytes:
+    """``header`` with the sha256 its version asks for (1.0: the structure alone;
+    1.1 on: the header's other fields and the structure)."""
+    if struct.unpack_from("<H", header, 10)[0] == 0:
+        digest = hashlib.sha256(structure).digest()
+    else:
+        digest = hashlib.sha256(header[:24] + header[56:] + structure).digest()
+    return header[:24] + digest + header[56:]
+
+
 def with_version(blob: bytes, major: int, minor: int) -> bytes:
-    return blob[:8] + struct.pack("<HH", major, minor) + blob[12:]
+    """``blob`` rewritten as a file of version major.minor, its header sealed again."""
+    lay = layout(blob)
+    header = sealed(blob[:8] + struct.pack("<HH", major, minor) + blob[12:HEADER.size],
+                    blob[HEADER.size:HEADER.size + lay.struct_len])
+    return header + blob[HEADER.size:]
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -114,7 +128,7 @@ def test_layout_matches_the_documented_header(blob):
     assert lay.magic == mio.MAGIC
     assert (lay.major, lay.minor, lay.flags) == (mio.FORMAT_MAJOR, mio.FORMAT_MINOR, 0)
     assert len(blob) == lay.data_start + lay.data_len
-    assert lay.struct_sha == hashlib.sha256(blob[64:64 + lay.struct_len]).digest()
+    assert lay.struct_sha == hashlib.sha256(blob[:24] + blob[56:64] + blob[64:64 + lay.struct_len]).digest()
     assert set(lay.tensors) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     for start, length in lay.tensors.values():
         assert (start - lay.data_start) % ALIGN == 0 and start + length <= len(blob)

@@ -17,6 +17,13 @@ def test_ops_md_is_generated_from_the_registry():
         "spec/ops.md is stale: regenerate it with python -m maseir.ops > spec/ops.md"
 
 
+def test_ops_json_is_atens_schema_of_every_op():
+    """The registry reads op schemas from spec/ops.json (no torch at start-up); it
+    must be exactly what the installed torch says."""
+    assert (ROOT / "spec" / "ops.json").read_text() == ops.schemas_json(), \
+        "spec/ops.json is stale: regenerate it with python -m maseir.ops --schemas > spec/ops.json"
+
+
 def test_every_op_has_a_doc_and_at_most_one_variadic_input():
     for op in ops.REGISTRY.values():
         assert op.doc

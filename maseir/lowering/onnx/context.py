@@ -97,6 +97,9 @@ class Lowering:
     """State of one graph's lowering: emitted nodes, initializers, shared helpers."""
 
     def __init__(self, graph: Graph, opset: int):
+        if not graph.has_weights:
+            raise MaseIRError("cannot lower a graph read without its weights (io.load_structure); "
+                              "load it with io.load")
         self.graph = graph
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
