@@ -34,8 +34,9 @@ def run(args) -> int:
                          indent=1))
         return 0
     out = sys.stdout
-    if missing:  # one line, so a textconv diff of two such copies stays clean
-        out.write(f"note: external data {missing} not found; shown from the structure alone\n")
+    if missing:  # on stderr: the text (and a textconv diff of it) is the same with or without the data
+        print(f"maseir: note: {args.file}: external data {missing} not found; shown from the structure alone",
+              file=sys.stderr)
     for line in lines(graph):
         out.write(line + "\n")
     out.flush()
