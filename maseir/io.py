@@ -261,6 +261,22 @@ def _check_unused_bytes(path: Path, where: str, data, locations, exact_end: bool
             raise FileFormatError(f"{path}: non-zero padding at byte {pos} of {where} (the file is corrupt)")
 
 
+def external_data_threshold(path: str | os.PathLike) -> int | None:
+    """The ``external_data_threshold`` that gives the .mir at ``path`` its layout:
+    the size in bytes of its smallest tensor stored in external data, or None
+    when every tensor is inline. Reads the header and the structure only.
+
+    ``save`` puts a tensor in external data when it has at least the threshold's
+    bytes, so every tensor of a file it wrote with threshold T that is inline is
+    smaller than T, and T <= the smallest external one: saving with this value
+    puts exactly the same tensors in external data again (and a new tensor
+    there when it is at least that large). Raises FileFormatError like ``load``.
+    """
+    graph, layout = load_structure(path)
+    sizes = [graph.params[name].nbytes for names in layout.external.values() for name in names]
+    return min(sizes) if sizes else None
+
+
 def verify_checksums(graph: Graph) -> list[str]:
     """Names of the params whose bytes do not match their recorded sha256."""
     tensors = list(graph.params.values())

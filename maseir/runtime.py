@@ -7,9 +7,11 @@ order, numpy arrays or torch tensors in, numpy arrays out. Runners are cached
 per graph object and thread count, so repeated evaluation never rebuilds a
 session.
 
-``bench(graph, runtime, batch, seq_len)`` times either runtime on generated
-inputs of the given size: warm-up runs excluded, latency percentiles and
-throughput reported with the thread count used.
+``bench(graph, runtime, batch=, seq_len=, shapes=)`` times either runtime on
+generated inputs (``example_inputs``) of the given sizes: ``batch`` and ``seq``
+have defaults, every other symbolic dim is sized by an explicit input shape;
+warm-up runs excluded, latency percentiles and throughput reported with the
+thread count and the input shapes used.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import tempfile
 import time
 import weakref
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import MaseIRError
 from .ir import Graph
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where used, so the CLI starts without numpy
 
 RUNTIMES = ("onnxruntime", "torch")
 
@@ -84,6 +87,8 @@ class OrtRunner:
 
 
 def _as_numpy(value: Any, dtype: str) -> np.ndarray:
+    import numpy as np
+
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()
     array = np.asarray(value)
@@ -108,11 +113,15 @@ def ort_session(graph: Graph, *, threads: int | None = None) -> OrtRunner:
 # --- benchmarks ----------------------------------------------------------------------
 @dataclass
 class BenchResult:
-    """Latency (milliseconds) and throughput of one runtime at one input size."""
+    """Latency (milliseconds) and throughput of one runtime at one input size.
+
+    ``batch`` is the size of the ``batch`` dim (None when no input has one; then a
+    run is one sample), ``seq_len`` that of ``seq`` (None when no input has one),
+    ``shapes`` the concrete shape of every graph input."""
 
     runtime: str
-    batch: int
-    seq_len: int
+    batch: int | None
+    seq_len: int | None
     threads: int
     warmup: int
     repeats: int
@@ -120,19 +129,82 @@ class BenchResult:
     p90_ms: float
     mean_ms: float
     samples_per_s: float
+    shapes: dict[str, list[int]] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def example_inputs(graph: Graph, batch: int, seq_len: int, seed: int = 0) -> list[np.ndarray]:
-    """Inputs for ``graph``: ``batch`` for the batch dim, ``seq_len`` for every other
-    symbolic dim; token ids within the embedding they index, masks of ones."""
+def input_shapes(graph: Graph, *, batch: int | None = None, seq_len: int | None = None,
+                 shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, tuple[int, ...]]:
+    """The concrete shape of every graph input, in graph order.
+
+    ``shapes`` gives some inputs' shapes outright (and with them the size of each
+    symbolic dim they carry); ``batch`` sizes the ``batch`` dim (default 1) and
+    ``seq_len`` the ``seq`` dim (default 128). Any other symbolic dim must get
+    its size from ``shapes``. Raises MaseIRError (one line) for an unknown input,
+    a shape of the wrong rank or fixed size, sizes that disagree, ``batch`` or
+    ``seq_len`` given for a graph without that dim, or dims left without a size.
+    """
+    shapes = dict(shapes or {})
+    types = {v.name: v.type.shape for v in graph.inputs}
+    symbols = {d for shape in types.values() for d in shape if isinstance(d, str)}
+    sizes: dict[str, int] = {}
+    for name, shape in shapes.items():
+        if name not in types:
+            raise MaseIRError(f"--shape {name}: no such graph input (inputs: {', '.join(types) or 'none'})")
+        want = types[name]
+        if len(shape) != len(want):
+            raise MaseIRError(f"--shape {name}={_dims(shape)}: the input has {len(want)} dims [{_dims(want)}]")
+        for axis, (size, dim) in enumerate(zip(shape, want)):
+            if isinstance(dim, int) and size != dim:
+                raise MaseIRError(f"--shape {name}={_dims(shape)}: axis {axis} is fixed at {dim}")
+            if isinstance(dim, str):
+                if sizes.setdefault(dim, size) != size:
+                    raise MaseIRError(f"--shape gives dim {dim} two sizes, {sizes[dim]} and {size}")
+    for dim, value, option, default in (("batch", batch, "--batch", 1), ("seq", seq_len, "--seq-len", 128)):
+        if value is not None and dim not in symbols:
+            raise MaseIRError(f"{option} does not apply: no graph input has a {dim} dim "
+                              f"(inputs: {_signature(graph)}); give input sizes with --shape NAME=D1,D2,...")
+        if value is not None and sizes.setdefault(dim, value) != value:
+            raise MaseIRError(f"{option} {value} disagrees with --shape, which makes {dim} {sizes[dim]}")
+        if dim in symbols:
+            sizes.setdefault(dim, default)
+    missing = [v for v in graph.inputs if any(isinstance(d, str) and d not in sizes for d in v.type.shape)]
+    if missing:
+        dims = sorted({d for v in missing for d in v.type.shape if isinstance(d, str) and d not in sizes})
+        examples = " ".join(f"--shape {v.name}="
+                            + ",".join(str(sizes.get(d, d.upper())) if isinstance(d, str) else str(d)
+                                       for d in v.type.shape) for v in missing)
+        raise MaseIRError(f"symbolic dim{'s' if len(dims) > 1 else ''} {', '.join(dims)} "
+                          f"{'have' if len(dims) > 1 else 'has'} no size (only batch and seq have defaults): "
+                          f"give {examples}")
+    return {v.name: tuple(d if isinstance(d, int) else sizes[d] for d in v.type.shape) for v in graph.inputs}
+
+
+def _dims(shape) -> str:
+    return ",".join(str(d) for d in shape)
+
+
+def _signature(graph: Graph) -> str:
+    return ", ".join(f"{v.name}[{_dims(v.type.shape)}]" for v in graph.inputs) or "none"
+
+
+def example_inputs(graph: Graph, batch: int | None = None, seq_len: int | None = None, seed: int = 0, *,
+                   shapes: dict[str, tuple[int, ...]] | None = None) -> list[np.ndarray]:
+    """Inputs for ``graph`` in graph order, sized by ``input_shapes(graph, batch=...,
+    seq_len=..., shapes=...)``: masks (bool, or a name with "mask") all ones,
+    integer inputs uniform within the embedding they index (else 0 or 1), float
+    inputs standard normal, drawn with ``seed``. Raises MaseIRError like
+    ``input_shapes``, or for a dtype it cannot generate (bfloat16)."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     bounds = _index_bounds(graph)
+    sized = input_shapes(graph, batch=batch, seq_len=seq_len, shapes=shapes)
     arrays = []
     for value in graph.inputs:
-        shape = [d if isinstance(d, int) else (batch if d == "batch" else seq_len) for d in value.type.shape]
+        shape = sized[value.name]
         dtype = value.type.dtype
         if dtype == "bool" or "mask" in value.name:
             arrays.append(np.ones(shape, dtype=np.dtype("bool" if dtype == "bool" else dtype)))
@@ -156,15 +228,20 @@ def _index_bounds(graph: Graph) -> dict[str, int]:
     return bounds
 
 
-def bench(graph: Graph, runtime: str = "onnxruntime", *, batch: int = 1, seq_len: int = 128,
-          threads: int | None = None, warmup: int = 5, repeats: int = 30) -> BenchResult:
-    """Time ``repeats`` runs of ``graph`` after ``warmup`` untimed ones."""
+def bench(graph: Graph, runtime: str = "onnxruntime", *, batch: int | None = None, seq_len: int | None = None,
+          shapes: dict[str, tuple[int, ...]] | None = None, threads: int | None = None, warmup: int = 5,
+          repeats: int = 30) -> BenchResult:
+    """Time ``repeats`` runs of ``graph`` after ``warmup`` untimed ones, on inputs
+    from ``example_inputs(graph, batch, seq_len, shapes=shapes)``."""
     if runtime not in RUNTIMES:
         raise MaseIRError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if batch < 1 or seq_len < 1 or repeats < 1 or warmup < 0 or (threads is not None and threads < 1):
+    if any(n is not None and n < 1 for n in (batch, seq_len, threads)) or repeats < 1 or warmup < 0:
         raise MaseIRError("batch, seq-len, repeats and threads must be at least 1, warmup at least 0")
     threads = threads or default_threads()
-    inputs = example_inputs(graph, batch, seq_len)
+    inputs = example_inputs(graph, batch, seq_len, shapes=shapes)
+    sized = {v.name: list(a.shape) for v, a in zip(graph.inputs, inputs)}
+    dims = _dim_sizes(graph, sized)
+    batch, seq_len = dims.get("batch"), dims.get("seq")
     if runtime == "onnxruntime":
         run = _ort_runner(graph, threads, inputs)
     else:
@@ -176,7 +253,9 @@ def bench(graph: Graph, runtime: str = "onnxruntime", *, batch: int = 1, seq_len
         if isinstance(exc, MaseIRError):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MaseIRError(f"the model cannot run at batch {batch}, seq-len {seq_len} with {runtime}: "
+        size = ", ".join(f"{k} {v}" for k, v in (("batch", batch), ("seq-len", seq_len)) if v is not None)
+        given = "; ".join(f"{name} [{_dims(shape)}]" for name, shape in sized.items())
+        raise MaseIRError(f"the model cannot run at {size + ' ' if size else ''}({given}) with {runtime}: "
                           f"{first[:300]}") from None
     for _ in range(warmup - 1):
         run()
@@ -185,19 +264,30 @@ def bench(graph: Graph, runtime: str = "onnxruntime", *, batch: int = 1, seq_len
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return summarize(runtime, batch, seq_len, threads, warmup, times)
+    return summarize(runtime, batch, seq_len, threads, warmup, times, shapes=sized)
 
 
-def summarize(runtime: str, batch: int, seq_len: int, threads: int, warmup: int, times: list[float]) -> BenchResult:
-    """A BenchResult from per-run wall times in seconds."""
+def _dim_sizes(graph: Graph, sized: dict[str, list[int]]) -> dict[str, int]:
+    """Symbolic dim -> the size it has in the generated inputs."""
+    return {d: sized[v.name][axis] for v in graph.inputs for axis, d in enumerate(v.type.shape)
+            if isinstance(d, str)}
+
+
+def summarize(runtime: str, batch: int | None, seq_len: int | None, threads: int, warmup: int,
+              times: list[float], *, shapes: dict[str, list[int]] | None = None) -> BenchResult:
+    """A BenchResult from per-run wall times in seconds; throughput counts ``batch``
+    samples a run (one when ``batch`` is None)."""
     ms = sorted(t * 1000 for t in times)
     mean = statistics.fmean(ms)
     return BenchResult(runtime, batch, seq_len, threads, warmup, len(ms), round(_percentile(ms, 50), 3),
-                       round(_percentile(ms, 90), 3), round(mean, 3), round(batch * 1000 / mean, 2))
+                       round(_percentile(ms, 90), 3), round(mean, 3), round((batch or 1) * 1000 / mean, 2),
+                       shapes)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
     """Linear-interpolation percentile (numpy's default)."""
+    import numpy as np
+
     return float(np.percentile(np.asarray(sorted_values), q))
 
 

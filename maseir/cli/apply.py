@@ -10,6 +10,7 @@ from ..dsl import parse
 from ..errors import MaseIRError
 from ..io import save
 from . import check_output, load_valid
+from .arguments import add_external_data_threshold, output_threshold
 
 
 def add_parser(sub) -> None:
@@ -33,6 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", help="the .mir file to write")
     p.add_argument("--seed", type=int, default=0, help="seed for passes that draw random numbers "
                                                        "(default: %(default)s)")
+    add_external_data_threshold(p, keeps_input_layout=True)
     p.add_argument("--json", action="store_true", help="print the step reports as JSON")
     p.set_defaults(run=run)
 
@@ -54,7 +56,8 @@ def run(args) -> int:
 
     result, outcomes = run_pipeline(graph, pipeline, seed=args.seed, on_step=progress)
     if args.output:
-        save(result, args.output)
+        threshold = output_threshold(args.external_data_threshold, model_path)  # keeps the input's layout
+        save(result, args.output, external_data_threshold=threshold)
     if args.json:
         print(json.dumps({"input": model_path, "output": args.output,
                           "steps": [vars(o) for o in outcomes]}, indent=2))

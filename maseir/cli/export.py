@@ -7,6 +7,7 @@ import time
 
 from ..frontends.names import DEFAULT_INPUTS, INPUT_NAMES, TASKS
 from . import check_output, report_written
+from .arguments import add_external_data_threshold, positive_int
 
 
 def add_parser(sub) -> None:
@@ -24,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="the .mir file to write")
     p.add_argument("--task", default="sequence-classification", choices=TASKS,
                    help="model head (default: %(default)s)")
-    p.add_argument("--num-labels", type=int, default=2, help="classes of the head (default: %(default)s)")
+    p.add_argument("--num-labels", type=positive_int, default=2, help="classes of the head (default: %(default)s)")
     p.add_argument("--inputs", default=",".join(DEFAULT_INPUTS),
                    help=f"graph inputs, comma separated, among {','.join(INPUT_NAMES)}; with labels the "
                         "graph also outputs the loss (default: %(default)s)")
@@ -32,8 +33,7 @@ def add_parser(sub) -> None:
                    help="seed for a fresh head or --random-init weights (default: %(default)s)")
     p.add_argument("--random-init", action="store_true",
                    help="random weights from the config only (no weight files needed)")
-    p.add_argument("--external-data-threshold", type=int, metavar="BYTES",
-                   help="store tensors of at least BYTES in OUTPUT.data next to the file")
+    add_external_data_threshold(p, keeps_input_layout=False)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(run=run)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from ..io import save
 from ..errors import MaseIRError
 from . import check_output, report_written
+from .arguments import add_external_data_threshold
 
 
 def add_parser(sub) -> None:
@@ -24,23 +26,26 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="the .onnx file")
     p.add_argument("-o", "--output", required=True, help="the .mir file to write")
-    p.add_argument("--external-data-threshold", type=int, metavar="BYTES",
-                   help="store tensors of at least BYTES in OUTPUT.data next to the .mir")
+    add_external_data_threshold(p, keeps_input_layout=True)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from ..frontends.onnx import import_onnx
+    from ..frontends.onnx import external_data_threshold, import_model, read_model
     from ..validate import check
 
     output = check_output(args.output, args.model)
     start = time.perf_counter()
-    graph = import_onnx(args.model)
+    model = read_model(Path(args.model))
+    graph = import_model(model, Path(args.model))
     problems = check(graph, checksums=False)
     if problems:  # e.g. two ONNX nodes writing one value: the file is malformed
         raise MaseIRError(f"{args.model}: the imported graph is invalid: {problems[0]}")
-    save(graph, output, external_data_threshold=args.external_data_threshold)
+    threshold = args.external_data_threshold
+    if threshold is None:  # keep the input's layout: external data when the ONNX file has it
+        threshold = external_data_threshold(model)
+    save(graph, output, external_data_threshold=threshold)
     seconds = time.perf_counter() - start
     report_written(graph, output, args.model, seconds, args.json,
                    dims={name: f"{src}[{axis}]" for name, (src, axis) in graph.dims.items()})

@@ -9,6 +9,7 @@ import sys
 import time
 
 from . import check_output, load_valid
+from .arguments import add_external_data_threshold, output_threshold
 
 TARGETS = ("onnx",)
 
@@ -19,7 +20,8 @@ def add_parser(sub) -> None:
         description="Lower MODEL to a runtime format and write it to OUT atomically. The ONNX file "
                     "(opset 21 by default) has symbolic batch/seq sizes as dim_params and node names "
                     "taken from the module paths; dropout and other train-mode ops have eval semantics. "
-                    "Large weights go to OUT.data next to it.",
+                    "Weights stored in external data in MODEL go to OUT.data next to it (and every "
+                    "weight of at least 1 KiB for models near protobuf's 2 GB limit).",
         epilog="examples:\n"
                "  maseir lower m.mir --to onnx -o m.onnx\n"
                "  maseir lower m.mir --to onnx -o m.onnx --external-data-threshold 1024",
@@ -28,9 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--to", required=True, choices=TARGETS, help="target format")
     p.add_argument("-o", "--output", required=True, help="the file to write")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 21)")
-    p.add_argument("--external-data-threshold", type=int, metavar="BYTES",
-                   help="store weights of at least BYTES in OUT.data next to the file "
-                        "(automatic for models near protobuf's 2 GB limit)")
+    add_external_data_threshold(p, keeps_input_layout=True)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(run=run)
 
@@ -42,12 +42,13 @@ def run(args) -> int:
     graph = load_valid(args.model)
     start = time.perf_counter()
     opset = args.opset or DEFAULT_OPSET
-    save_onnx(graph, output, opset=opset, external_data_threshold=args.external_data_threshold)
+    threshold = output_threshold(args.external_data_threshold, args.model)  # keeps the input's layout
+    save_onnx(graph, output, opset=opset, external_data_threshold=threshold)
     seconds = time.perf_counter() - start
     data = output.with_name(output.name + ".data")
     summary = {"output": str(output), "format": "onnx", "opset": opset, "nodes": len(graph.nodes),
                "bytes": os.path.getsize(output),
-               "external_data": str(data) if args.external_data_threshold is not None and data.exists() else None,
+               "external_data": str(data) if threshold is not None and data.exists() else None,
                "seconds": round(seconds, 3)}
     if args.json:
         print(json.dumps(summary, indent=2))

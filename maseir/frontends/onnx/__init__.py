@@ -27,16 +27,23 @@ from pathlib import Path
 from ...errors import FileFormatError
 from ...ir import Graph
 from .importer import _Importer
-from .reader import read_model
+from .reader import external_data_threshold, read_model
 from .values import Const, Flat, Sizes
 
-__all__ = ["Const", "Flat", "Sizes", "import_onnx", "read_model"]
+__all__ = ["Const", "Flat", "Sizes", "external_data_threshold", "import_model", "import_onnx", "read_model"]
 
 
 def import_onnx(path: str | Path) -> Graph:
-    """Read the ONNX file at ``path`` into a Graph."""
+    """Read the ONNX file at ``path`` into a Graph (``read_model`` then ``import_model``)."""
     path = Path(path)
-    model = read_model(path)
+    return import_model(read_model(path), path)
+
+
+def import_model(model, path: str | Path) -> Graph:
+    """The Graph of ``model``, an ``onnx.ModelProto`` read from ``path`` (external
+    data is read relative to it; errors name it). Its ``metadata_props`` become
+    the graph's metadata, history and tokenizer (``maseir.onnx_metadata``)."""
+    path = Path(path)
     try:
         return _Importer(model, path).run()
     except (ValueError, UnicodeDecodeError) as exc:  # numbers and strings in the file that make no sense

@@ -20,6 +20,7 @@ import onnx
 from ... import ops
 from ...errors import FileFormatError, UnsupportedOpError
 from ...ir import DType, Graph, Node, Sym, Tensor, TensorType, Value, default_format, unique_name
+from ...onnx_metadata import from_props
 from .elementwise import ElementwiseOps
 from .flat import FlatViews
 from .layers import LayerOps
@@ -48,10 +49,13 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
         self.cur: onnx.NodeProto | None = None
         self.cur_name = ""
         self.cur_scope = ""
+        self.about: tuple = ({}, [], b"")   # metadata, history, tokenizer (maseir.onnx_metadata)
 
     # --- driver --------------------------------------------------------------------------
     def run(self) -> Graph:
         graph = self.model.graph
+        # metadata, history, tokenizer: a malformed one is refused before any node is converted
+        self.about = from_props(((p.key, p.value) for p in self.model.metadata_props), str(self.path))
         self._check_ops(graph)
         for node in graph.node:
             for name in node.input:
@@ -159,11 +163,14 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
         for node in nodes:
             node.inputs = [renames.get(i, i) for i in node.inputs]
             node.outputs = [Value(renames.get(v.name, v.name), v.type) for v in node.outputs]
-        metadata = {p.key: p.value for p in self.model.metadata_props}
-        metadata.setdefault("source", self.path.name)
-        if self.model.producer_name:
-            metadata.setdefault("onnx_producer", f"{self.model.producer_name} {self.model.producer_version}".strip())
-        return Graph(self.inputs, [renames.get(o, o) for o in outputs], nodes, params, self.dims, metadata)
+        metadata, history, tokenizer = self.about
+        if self.model.producer_name != "maseir":  # a file maseir lowered carries the graph's own metadata
+            metadata.setdefault("source", self.path.name)
+            if self.model.producer_name:
+                metadata.setdefault("onnx_producer",
+                                    f"{self.model.producer_name} {self.model.producer_version}".strip())
+        return Graph(self.inputs, [renames.get(o, o) for o in outputs], nodes, params, self.dims, metadata,
+                     tokenizer_json=tokenizer, history=history)
 
     # --- making IR nodes -----------------------------------------------------------------------
     def _fresh(self, base: str, nodes: bool = False) -> str:

@@ -42,6 +42,19 @@ def read_model(path: Path) -> onnx.ModelProto:
     return model
 
 
+def external_data_threshold(model: onnx.ModelProto) -> int | None:
+    """The ``external_data_threshold`` that keeps ``model``'s layout when its graph is
+    saved as a .mir: the size in bytes of its smallest initializer stored in
+    external data, or None when every initializer is inline (as
+    ``maseir.io.external_data_threshold`` does for a .mir)."""
+    sizes = []
+    for tensor in model.graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL and tensor.data_type in _DTYPES:
+            count = int(np.prod([int(d) for d in tensor.dims], dtype=np.int64))
+            sizes.append(count * _numpy_dtype(_DTYPES[tensor.data_type]).itemsize)
+    return min(sizes) if sizes else None
+
+
 class InitializerReader:
     """Initializers as Consts, for the importer (``self.path``: the ONNX file;
     ``self._external``: external data files read so far, by location)."""

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 from ...errors import MaseIRError
 from ...io import write_atomic
 from ...ir import Graph
+from ...onnx_metadata import to_props
 from .context import Lowering, value_info
 
 DEFAULT_OPSET = 21
@@ -48,7 +49,7 @@ def build(graph: Graph, opset: int = DEFAULT_OPSET, *, external: str | None = No
     model.opset_import.append(helper.make_opsetid("", opset))
     model.producer_name, model.producer_version = "maseir", _version()
     model.doc_string = "Lowered from a Mase IR graph by maseir."
-    for key, value in sorted(graph.metadata.items()):
+    for key, value in to_props(graph):  # metadata, history and tokenizer (maseir.onnx_metadata)
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx_graph = model.graph
