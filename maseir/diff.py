@@ -121,7 +121,13 @@ def _node_changes(a: Node, b: Node) -> list[str]:
         changes.append(f"outputs {', '.join(outs_a)} -> {', '.join(outs_b)}")
     if a.scope != b.scope:
         changes.append(f"scope {a.scope!r} -> {b.scope!r}")
+    changes += _annotation_changes(a.annotations, b.annotations)
     return changes
+
+
+def _annotation_changes(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    return [f"annotation {key} {a.get(key, '(none)')} -> {b.get(key, '(none)')}"
+            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
 
 
 def _param_change(a: Tensor, b: Tensor) -> dict:
@@ -131,6 +137,7 @@ def _param_change(a: Tensor, b: Tensor) -> dict:
         parts.append(f"{format_type(a.type)} -> {format_type(b.type)}")
     if a.trainable != b.trainable:
         parts.append(f"trainable {a.trainable} -> {b.trainable}")
+    parts += _annotation_changes(a.annotations, b.annotations)
     if a.sha256 != b.sha256:
         if a.type.shape == b.type.shape and a.has_data and b.has_data:
             import numpy as np

@@ -127,7 +127,10 @@ class Node:
 
     ``inputs`` name values or params in the order the op's schema lists its
     tensor arguments ("" for an absent optional one); ``attrs`` hold the
-    constant arguments; ``scope`` is the module path the node came from.
+    constant arguments; ``scope`` is the module path the node came from;
+    ``annotations`` say what a rewrite made the node for (``lora.role=A``;
+    the keys are listed in spec/format.md). Annotations are stored in the
+    file, so a save and load keep them.
     """
 
     name: str
@@ -136,6 +139,7 @@ class Node:
     outputs: list[Value]
     attrs: dict[str, AttrValue] = field(default_factory=dict)
     scope: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def output(self) -> Value:
@@ -148,6 +152,10 @@ class Node:
 class Tensor:
     """A parameter or buffer: name, type, raw little-endian bytes, trainability.
 
+    ``annotations`` say what a rewrite made the param for (``lora.role=B``,
+    keys in spec/format.md); like ``data`` they never change: a rewrite makes
+    a new Tensor (``replace``).
+
     ``data`` is immutable: ``bytes`` or a read-only memoryview into a loaded
     file, or None for a graph read without its weights
     (``io.load_structure``: enough to show, diff by checksum and check the
@@ -155,13 +163,14 @@ class Tensor:
     taken from the file (which ``io.load`` verifies).
     """
 
-    __slots__ = ("name", "type", "data", "trainable", "_sha256")
+    __slots__ = ("name", "type", "data", "trainable", "annotations", "_sha256")
 
     def __init__(self, name: str, type: TensorType, data: bytes | None, trainable: bool = False,
-                 sha256: bytes | None = None):
+                 sha256: bytes | None = None, annotations: dict[str, str] | None = None):
         self.name = name
         self.type = type
         self.trainable = trainable
+        self.annotations = dict(sorted((annotations or {}).items()))
         self._sha256 = sha256
         if data is None:
             if sha256 is None:
@@ -179,6 +188,16 @@ class Tensor:
         elif not isinstance(data, bytes):
             data = bytes(data)
         self.data = data
+
+    def replace(self, *, name: str | None = None, trainable: bool | None = None,
+                annotations: dict[str, str] | None = None) -> Tensor:
+        """A new Tensor with the same bytes (shared, not copied) and the given changes."""
+        new = Tensor.__new__(Tensor)
+        new.name = self.name if name is None else name
+        new.type, new.data, new._sha256 = self.type, self.data, self._sha256
+        new.trainable = self.trainable if trainable is None else trainable
+        new.annotations = dict(sorted((self.annotations if annotations is None else annotations).items()))
+        return new
 
     def expected_nbytes(self) -> int:
         """Bytes the tensor's type takes: elements times the dtype's size."""
@@ -200,7 +219,8 @@ class Tensor:
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Tensor) and self.name == other.name and self.type == other.type
-                and self.trainable == other.trainable and self.sha256 == other.sha256)
+                and self.trainable == other.trainable and self.annotations == other.annotations
+                and self.sha256 == other.sha256)
 
     def __repr__(self) -> str:
         return f"Tensor({self.name}: {self.type}, sha256={self.sha256.hex()[:12]})"
@@ -208,12 +228,17 @@ class Tensor:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One pipeline step applied to the graph, with digests before and after."""
+    """One pipeline step applied to the graph, with digests before and after.
+
+    ``details`` are sorted (key, value) pairs a pass adds to make the step
+    reproducible beyond its text (a finetune's dataset, example count and
+    examples digest)."""
 
     step: str
     input_digest: str
     output_digest: str
     producer: str = ""
+    details: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -239,8 +264,8 @@ class Graph:
         new = copy.copy(self)
         new.inputs = list(self.inputs)
         new.outputs = list(self.outputs)
-        new.nodes = [Node(n.name, n.op, list(n.inputs), list(n.outputs), dict(n.attrs), n.scope)
-                     for n in self.nodes]
+        new.nodes = [Node(n.name, n.op, list(n.inputs), list(n.outputs), dict(n.attrs), n.scope,
+                          dict(n.annotations)) for n in self.nodes]
         new.params = dict(self.params)
         new.dims = dict(self.dims)
         new.metadata = dict(self.metadata)

@@ -9,7 +9,8 @@ uses these keys (spec/format.md, "ONNX metadata"):
   with ``maseir.`` is written as ``maseir.metadata.<key>``, so no metadata key
   can collide with the reserved ones below;
 - ``maseir.history``: the history as one JSON array of objects with the
-  string fields ``step``, ``input_digest``, ``output_digest``, ``producer``,
+  string fields ``step``, ``input_digest``, ``output_digest``, ``producer``
+  and, where the step recorded any, ``details`` (an object of strings),
   oldest first (absent when there is no history);
 - ``maseir.tokenizer_json``: the tokenizer.json text (absent when there is no
   tokenizer); bytes that are not UTF-8 go base64-encoded under
@@ -41,7 +42,8 @@ def to_props(graph: Graph) -> list[tuple[str, str]]:
     props = sorted((ESCAPED + key if key.startswith(PREFIX) else key, value)
                    for key, value in graph.metadata.items())
     if graph.history:
-        entries = [{f: getattr(h, f) for f in _HISTORY_FIELDS} for h in graph.history]
+        entries = [{**{f: getattr(h, f) for f in _HISTORY_FIELDS}, **({"details": dict(h.details)} if h.details else {})}
+                   for h in graph.history]
         props.append((HISTORY, json.dumps(entries, ensure_ascii=False, separators=(",", ":"))))
     if graph.tokenizer_json:
         try:
@@ -87,10 +89,13 @@ def _history(value: str, source: str) -> list[HistoryEntry]:
         raise bad("not a JSON array of history entries")
     history = []
     for i, entry in enumerate(entries):
+        details = entry.pop("details", {}) if isinstance(entry, dict) else None
         if not isinstance(entry, dict) or set(entry) != set(_HISTORY_FIELDS) \
-                or not all(_is_text(v) for v in entry.values()):
-            raise bad(f"entry {i} is not an object with the string fields {', '.join(_HISTORY_FIELDS)}")
-        history.append(HistoryEntry(**entry))
+                or not all(_is_text(v) for v in entry.values()) or not isinstance(details, dict) \
+                or not all(_is_text(k) and _is_text(v) for k, v in details.items()):
+            raise bad(f"entry {i} is not an object with the string fields {', '.join(_HISTORY_FIELDS)} "
+                      "(and optionally details, an object of strings)")
+        history.append(HistoryEntry(**entry, details=tuple(sorted(details.items()))))
     return history
 
 

@@ -36,17 +36,23 @@ def model_to_proto(graph: Graph, producer: str) -> pb.Model:
             _value(msg.outputs.add(), value)
         for name in sorted(node.attrs):
             _attr(msg.attrs.add(name=name), node.attrs[name])
+        for key in sorted(node.annotations):
+            msg.annotations.add(key=key, value=node.annotations[key])
     for name in sorted(graph.params):
         tensor = graph.params[name]
         msg = g.params.add(name=name, sha256=tensor.sha256, trainable=tensor.trainable)
         _type(msg.type, tensor.type)
+        for key in sorted(tensor.annotations):
+            msg.annotations.add(key=key, value=tensor.annotations[key])
     for name, (source, axis) in graph.dims.items():
         g.dims.add(name=name, input=source, axis=axis)
     for key in sorted(graph.metadata):
         model.metadata.add(key=key, value=graph.metadata[key])
     for entry in graph.history:
-        model.history.add(step=entry.step, input_digest=entry.input_digest,
-                          output_digest=entry.output_digest, producer=entry.producer)
+        msg = model.history.add(step=entry.step, input_digest=entry.input_digest,
+                                output_digest=entry.output_digest, producer=entry.producer)
+        for key, value in sorted(entry.details):
+            msg.details.add(key=key, value=value)
     return model
 
 
@@ -109,20 +115,31 @@ def model_from_proto(model: pb.Model, tensor_bytes, source: str = "<model>") -> 
         params = {}
         for msg in g.params:
             params[msg.name] = Tensor(msg.name, _type_of(msg.type), tensor_bytes(msg),
-                                      msg.trainable, bytes(msg.sha256))
+                                      msg.trainable, bytes(msg.sha256), _entries(msg.annotations))
         return Graph(
             inputs=[_value_of(v) for v in g.inputs],
             outputs=list(g.outputs),
             nodes=[Node(n.name, n.op, list(n.inputs), [_value_of(v) for v in n.outputs],
-                        {a.name: _attr_of(a) for a in n.attrs}, n.scope) for n in g.nodes],
+                        {a.name: _attr_of(a) for a in n.attrs}, n.scope, _entries(n.annotations))
+                   for n in g.nodes],
             params=params,
             dims={d.name: (d.input, d.axis) for d in g.dims},
             metadata={e.key: e.value for e in model.metadata},
             tokenizer_json=bytes(model.tokenizer_json),
-            history=[HistoryEntry(h.step, h.input_digest, h.output_digest, h.producer) for h in model.history],
+            history=[HistoryEntry(h.step, h.input_digest, h.output_digest, h.producer,
+                                  tuple(sorted(_entries(h.details).items()))) for h in model.history],
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise FileFormatError(f"{source}: corrupt structure: {exc}") from None
+
+
+def _entries(entries) -> dict[str, str]:
+    out = {}
+    for e in entries:
+        if e.key in out:
+            raise ValueError(f"key {e.key!r} given twice")
+        out[e.key] = e.value
+    return out
 
 
 def _value_of(msg) -> Value:

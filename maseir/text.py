@@ -24,7 +24,8 @@ def show(graph: Graph) -> str:
 def lines(graph: Graph):
     for i, entry in enumerate(graph.history, 1):  # first, so `maseir show m.mir | head` says how it was made
         yield (f"history {i}: {entry.step}  "
-               f"{entry.input_digest[:SHA_PREFIX]} -> {entry.output_digest[:SHA_PREFIX]}")
+               f"{entry.input_digest[:SHA_PREFIX]} -> {entry.output_digest[:SHA_PREFIX]}"
+               f"{format_annotations(dict(entry.details))}")
     for key in sorted(graph.metadata):
         yield f"metadata {key} = {_text_value(graph.metadata[key])}"
     if graph.tokenizer_json:
@@ -36,7 +37,8 @@ def lines(graph: Graph):
         yield f"input {value.name}: {format_type(value.type)}"
     for name, tensor in graph.params.items():
         flags = " trainable" if tensor.trainable else ""
-        yield f"param {name}: {format_type(tensor.type)}{flags} sha256={tensor.sha256.hex()[:SHA_PREFIX]}"
+        yield (f"param {name}: {format_type(tensor.type)}{flags} sha256={tensor.sha256.hex()[:SHA_PREFIX]}"
+               f"{format_annotations(tensor.annotations)}")
     for node in graph.nodes:
         yield format_node(node)
     for name in graph.outputs:
@@ -63,7 +65,20 @@ def format_node(node: Node) -> str:
     args = ", ".join(name or "_" for name in node.inputs)
     attrs = "".join(f" {k}={format_attr(v)}" for k, v in sorted(node.attrs.items()))
     scope = "" if node.name.startswith(node.scope) else f" @{node.scope}"
-    return f"{head} = {node.op}({args}){attrs}{scope}"
+    return f"{head} = {node.op}({args}){attrs}{scope}{format_annotations(node.annotations)}"
+
+
+def format_annotations(annotations: dict[str, str]) -> str:
+    """`` {key=value, ...}`` in key order (values quoted where needed), or ""."""
+    if not annotations:
+        return ""
+    return " {" + ", ".join(f"{k}={_annotation_value(v)}" for k, v in sorted(annotations.items())) + "}"
+
+
+def _annotation_value(text: str) -> str:
+    if text and all(c.isalnum() or c in "._-/:<>" for c in text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
 
 
 def format_attr(value: Any) -> str:
@@ -94,16 +109,17 @@ def to_json(graph: Graph) -> dict:
         return value
 
     return {
-        "history": [vars(e) for e in graph.history],
+        "history": [dict(vars(e), details=dict(e.details)) for e in graph.history],
         "metadata": dict(sorted(graph.metadata.items())),
         "tokenizer_sha256": hashlib.sha256(graph.tokenizer_json).hexdigest() if graph.tokenizer_json else None,
         "dims": {name: {"input": src, "axis": axis} for name, (src, axis) in graph.dims.items()},
         "inputs": [{"name": v.name, **type_json(v.type)} for v in graph.inputs],
-        "params": [{"name": name, **type_json(t.type), "trainable": t.trainable, "sha256": t.sha256.hex()}
-                   for name, t in graph.params.items()],
+        "params": [{"name": name, **type_json(t.type), "trainable": t.trainable, "sha256": t.sha256.hex(),
+                    "annotations": dict(t.annotations)} for name, t in graph.params.items()],
         "nodes": [{"name": n.name, "op": n.op, "inputs": list(n.inputs),
                    "outputs": [{"name": v.name, **type_json(v.type)} for v in n.outputs],
-                   "attrs": {k: attr_json(v) for k, v in sorted(n.attrs.items())}, "scope": n.scope}
+                   "attrs": {k: attr_json(v) for k, v in sorted(n.attrs.items())}, "scope": n.scope,
+                   "annotations": dict(sorted(n.annotations.items()))}
                   for n in graph.nodes],
         "outputs": list(graph.outputs),
     }

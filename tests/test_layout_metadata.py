@@ -43,9 +43,8 @@ def error_of(capsys, *argv) -> str:
 
 def external_names(path) -> set[str]:
     """Names of the tensors the .mir at ``path`` keeps in external data (from its structure)."""
-    with open(path, "rb") as f:
-        model, _ = io._read_structure(path, f)
-    return {p.name for p in model.graph.params if p.location.file}
+    _graph, layout = io.load_structure(path)
+    return {name for names in layout.external.values() for name in names}
 
 
 @pytest.fixture
