@@ -4,13 +4,20 @@ The grammar is ``spec/passes.lark`` (shipped in the package as
 ``maseir.spec``). ``parse(text)`` gives plain dataclasses; ``print_pipeline``
 gives the one canonical form (arguments sorted by key, single spaces,
 identifiers bare and other strings quoted), so ``parse(print_pipeline(p)) ==
-p``. Syntax errors are DSLError with the file, line, column, the line itself
-and a caret.
+p``. ``read_pipeline(path)`` reads a file (UTF-8, or UTF-16/32 with a byte
+order mark). Every error is a DSLError with the file, line and column, and a
+window of the line with a caret under the column.
+
+Strings (the grammar's STRING) keep every backslash except one that escapes a
+quote or a backslash: ``\\"`` is ``"``, ``\\\\`` is ``\\``, and
+``"encoder\\.layer"`` is the regex ``encoder\\.layer``. They hold no control
+characters, so every string a pipeline can hold prints and parses back.
 """
 
 from __future__ import annotations
 
-import json
+import codecs
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,6 +35,11 @@ ArgValue = Union[Scalar, tuple]
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*\Z")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*\Z")
 _VERB = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ESCAPED = re.compile(r'\\([\\"])')              # what a string's text unescapes: \" and \\
+_NEEDS_ESCAPE = re.compile(r'\\(?=[\\"]|\Z)|"')   # what the printer escapes
+CONTEXT_WIDTH = 100
+"""The most characters of a source line an error shows (a window around the column)."""
 
 
 class DSLError(MaseIRError):
@@ -47,16 +59,38 @@ class DSLError(MaseIRError):
         if line and text:
             lines = source_lines(text)
             if 0 < line <= len(lines):
-                src = lines[line - 1].expandtabs(1)
-                self.context = f"  {src}\n  {' ' * max(column - 1, 0)}^"
+                self.context = caret_context(lines[line - 1], column)
+
+
+def caret_context(line: str, column: int, width: int = CONTEXT_WIDTH) -> str:
+    """Two lines: ``line`` (at most ``width`` characters of it, around
+    ``column``, with ``...`` where it is cut) and a caret under ``column``
+    (1-based). Tabs and other control characters show as one character each
+    (a space, a ``?``), so the caret stays under its character."""
+    index = min(max(column - 1, 0), len(line))
+    start = max(0, min(index - width // 2, len(line) - width))
+    end = min(len(line), start + width)
+    shown = _CONTROL.sub(lambda m: " " if m.group() == "\t" else "?", line[start:end])
+    left = "..." if start > 0 else ""
+    right = "..." if end < len(line) else ""
+    return f"  {left}{shown}{right}\n  {' ' * (len(left) + index - start)}^"
+
+
+def clip(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters (ending in ``...`` when cut), for
+    quoting user text in a one-line message."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass(frozen=True)
 class Step:
     """One line of a pipeline: ``verb [object] key=value ...``.
 
-    ``args`` is sorted by key. ``line`` and ``column`` say where it came
-    from (for error messages) and are not part of equality.
+    ``args`` is sorted by key (stably: a key given twice stays twice, in
+    source order, for the validator to refuse). ``line`` and ``column`` (of
+    the verb), ``object_column`` and ``arg_columns`` (of each key, in the
+    order of ``args``) say where it came from, for error messages; they are 0
+    or empty for a step not parsed from text, and not part of equality.
     """
 
     verb: str
@@ -64,6 +98,8 @@ class Step:
     args: tuple[tuple[str, ArgValue], ...] = ()
     line: int = field(default=0, compare=False)
     column: int = field(default=0, compare=False)
+    object_column: int = field(default=0, compare=False)
+    arg_columns: tuple[int, ...] = field(default=(), compare=False)
 
     @property
     def arg_dict(self) -> dict[str, ArgValue]:
@@ -90,53 +126,138 @@ def _parser() -> Lark:
 
 
 class _ToSteps(Transformer):
+    """Tree -> list of Steps. Value errors are DSLError at the value's token."""
+
     def start(self, steps):
         return list(steps)
 
     def step(self, children):
         verb = children[0]
-        obj = None
-        args: dict[str, ArgValue] = {}
+        obj, obj_column, args = None, 0, []
         for child in children[1:]:
             if isinstance(child, _Obj):
-                obj = child.name
+                obj, obj_column = child.name, child.column
             else:
-                key, value, token = child
-                if key in args:
-                    raise DSLError(f"argument {key} given twice", line=token.line, column=token.column)
-                args[key] = value
-        return Step(str(verb), obj, tuple(sorted(args.items())), verb.line, verb.column)
+                args.append(child)
+        args.sort(key=lambda a: a[0])  # stable: repeats keep their order
+        return Step(str(verb), obj, tuple((k, v) for k, v, _ in args), verb.line, verb.column, obj_column,
+                    tuple(c for _, _, c in args))
 
     def object(self, children):
-        return _Obj(str(children[0]))
+        return _Obj(str(children[0]), children[0].column)
 
     def arg(self, children):
         key, value = children
-        return (str(key), value, key)
+        return (str(key), value, key.column)
 
     def list(self, items):
         return tuple(items)
 
     def int(self, children):
-        return int(children[0])
+        token = children[0]
+        try:
+            return int(token)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            raise _at(token, f"integer too long ({len(token)} characters)") from None
 
     def float(self, children):
-        return float(children[0])
+        token = children[0]
+        value = float(token)
+        if not math.isfinite(value):
+            raise _at(token, f"number out of range: {clip(str(token))}")
+        return value
 
     def word(self, children):
         return str(children[0])
 
     def string(self, children):
-        return json.loads(children[0])
+        return unquote(children[0])
+
+
+def _at(token, message: str) -> DSLError:
+    return DSLError(message, line=token.line, column=token.column)
 
 
 @dataclass(frozen=True)
 class _Obj:
     name: str
+    column: int
+
+
+def unquote(literal: str) -> str:
+    """The value of a STRING literal (with its quotes): ``\\"`` -> ``"``,
+    ``\\\\`` -> ``\\``, every other backslash kept."""
+    return _ESCAPED.sub(r"\1", literal[1:-1])
+
+
+def quote(value: str) -> str:
+    """``value`` as a STRING literal that ``unquote`` reads back: a quote, and a
+    backslash before a backslash, a quote or the end, get a backslash; others
+    stay as they are (``encoder\\.layer`` prints as written). Raises
+    ValueError for a control character, which no string can hold."""
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValueError(f"control character U+{ord(bad.group()):04X} cannot be written in a pipeline string")
+    return '"' + _NEEDS_ESCAPE.sub(lambda m: "\\" + m.group(), value) + '"'
+
+
+BYTE_ORDER_MARKS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+                    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+                    (codecs.BOM_UTF16_BE, "utf-16-be"))
+"""(byte order mark, codec) for the encodings a pipeline file may have (UTF-32 before
+UTF-16, whose little-endian mark starts UTF-32's); without a mark it is UTF-8."""
+
+
+def decode(data: bytes, source: str = "<pipeline>") -> str:
+    """Pipeline file bytes -> text: UTF-8, or UTF-8/16/32 with a byte order
+    mark (which is dropped). Raises DSLError at the line and column (and byte
+    offset in the file) of the first bytes that do not decode, and of a NUL
+    byte in UTF-8 (a UTF-16 file without a mark, or a binary file such as a
+    .mir)."""
+    bom, codec = next(((b, c) for b, c in BYTE_ORDER_MARKS if data.startswith(b)), (b"", "utf-8"))
+    body = data[len(bom):]
+    try:
+        text = body.decode(codec)
+    except UnicodeDecodeError as exc:
+        offset = len(bom) + exc.start
+        what = (f"byte 0x{body[exc.start]:02x} at offset {offset} is not UTF-8" if codec == "utf-8" else
+                f"the bytes at offset {offset} are not {codec[:6].upper()} ({exc.reason})")
+        raise _decode_error(body, codec, exc.start, source, what + "; save the pipeline as UTF-8 text") from None
+    if codec == "utf-8" and "\0" in text:
+        start = body.index(b"\0")
+        raise _decode_error(body, codec, start, source,
+                            f"NUL byte at offset {len(bom) + start}: a pipeline is UTF-8 text (is this UTF-16 "
+                            "without a byte order mark, or a binary file such as a .mir?)")
+    return text
+
+
+def _decode_error(body: bytes, codec: str, start: int, source: str, what: str) -> DSLError:
+    """DSLError at ``body[start]`` (``body``: the file after its byte order mark)."""
+    before = body[:start].decode(codec, errors="replace")
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    return DSLError(what, source=source, line=line, column=column, text=body.decode(codec, errors="replace"))
+
+
+def read_pipeline(path, source: str | None = None) -> Pipeline:
+    """Read and parse the pipeline file at ``path`` (see ``decode``); errors
+    are MaseIRError (a missing or unreadable file) or DSLError, naming
+    ``source`` (default: the path as given)."""
+    from pathlib import Path
+    source = str(path) if source is None else source
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MaseIRError(f"{source}: no such pipeline file") from None
+    except OSError as exc:
+        raise MaseIRError(f"{source}: cannot read the pipeline: {exc.strerror or exc}") from None
+    return parse(decode(data, source), source)
 
 
 def parse(text: str, source: str = "<pipeline>") -> Pipeline:
-    """Parse pipeline text; raises DSLError with line and column."""
+    """Parse pipeline text (a leading byte order mark, U+FEFF, is dropped);
+    raises DSLError with line and column."""
+    text = text.removeprefix("\ufeff")
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
         steps = _ToSteps().transform(tree)
@@ -145,7 +266,10 @@ def parse(text: str, source: str = "<pipeline>") -> Pipeline:
         if isinstance(inner, DSLError):
             raise DSLError(inner.message, source=source, line=inner.line, column=inner.column,
                            text=text) from None
-        raise DSLError(f"invalid value: {inner}", source=source, text=text) from None
+        meta = getattr(exc.obj, "meta", exc.obj)  # a Tree's meta, or the Token itself
+        raise DSLError(f"invalid value: {clip(str(inner), 80)}", source=source,
+                       line=getattr(meta, "line", 0) or 0, column=getattr(meta, "column", 0) or 0,
+                       text=text) from None
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, source) from None
     return Pipeline(tuple(steps), source, text)
@@ -160,10 +284,11 @@ def source_lines(text: str) -> list[str]:
 def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> DSLError:
     line, column = getattr(exc, "line", 0) or 0, getattr(exc, "column", 0) or 0
     if isinstance(exc, UnexpectedCharacters):
-        char = source_lines(text)[line - 1][column - 1:column] if line else ""
+        src = source_lines(text)[line - 1] if line else ""
+        char = src[column - 1:column]
         what = f"unexpected character {char!r}"
         if char == '"':
-            what = "unterminated string"
+            what, column = _bad_string(src, column)
     elif isinstance(exc, UnexpectedToken):
         token = exc.token
         if token.type == "$END" or token.type == "_NL":
@@ -171,7 +296,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> DSLError:
             if exc.expected & {"SIGNED_INT", "SIGNED_FLOAT", "WORD", "STRING"}:
                 what += " (a value is missing after '=')"
         else:
-            what = f"unexpected {token.value!r}"
+            what = f"unexpected {clip(str(token.value))!r}"
             if token.type == "VERB" or token.type == "WORD" and "KEY" in exc.expected:
                 what += " (arguments are key=value)"
     elif isinstance(exc, UnexpectedEOF):
@@ -182,6 +307,22 @@ def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> DSLError:
         lines = source_lines(text.rstrip("\n"))
         line, column = len(lines), len(lines[-1]) + 1
     return DSLError(what, source=source, line=line, column=column, text=text)
+
+
+def _bad_string(line: str, column: int) -> tuple[str, int]:
+    """Why the string opening at ``column`` does not lex, and where."""
+    i, escaped_quote = column, False  # i: 0-based index just after the opening quote
+    while i < len(line) and line[i] != '"':
+        if _CONTROL.match(line[i]):
+            return (f"control character U+{ord(line[i]):04X} in a string (strings hold no control "
+                    "characters)", i + 1)
+        if line[i] == "\\" and i + 1 < len(line) and not _CONTROL.match(line[i + 1]):
+            escaped_quote |= line[i + 1] == '"'
+            i += 2
+        else:
+            i += 1
+    hint = ' (\\" inside a string is a quote; write \\\\ for a backslash before the closing quote)'
+    return "unterminated string" + (hint if escaped_quote else ""), column
 
 
 # --- canonical printing --------------------------------------------------------------
@@ -197,7 +338,7 @@ def print_value(value: ArgValue) -> str:
         if text in ("inf", "-inf", "nan"):
             raise ValueError(f"{text} cannot be written in a pipeline")
         return text
-    return value if _WORD.match(value) else json.dumps(value)
+    return value if _WORD.match(value) else quote(value)
 
 
 def print_step(step: Step) -> str:

@@ -8,7 +8,10 @@ from maseir.passes import REGISTRY
 from maseir.passes.registry import OP, ArgSpec
 
 words = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
-strings = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=12)
+# Any string a pipeline can hold (no control characters), with backslashes and quotes drawn often
+# (next to each other, doubled, at either end) so the escape rule is exercised.
+strings = st.text(alphabet=st.sampled_from('\\"') | st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]),
+                  max_size=12)
 keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}(\.[a-z0-9_]{1,4})?", fullmatch=True)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
@@ -46,8 +49,8 @@ def free_steps(draw):
     """A syntactically valid step with any words and values (not checked against the registry)."""
     scalar = st.integers(-10**9, 10**9) | finite | words | strings
     value = scalar | st.lists(st.integers(-99, 99) | words, min_size=2, max_size=4).map(tuple)
-    args = draw(st.dictionaries(keys, value, max_size=4))
-    return Step(draw(words), draw(st.none() | words), tuple(sorted(args.items())))
+    args = draw(st.lists(st.tuples(keys, value), max_size=4))  # a key may repeat (the validator refuses it)
+    return Step(draw(words), draw(st.none() | words), tuple(sorted(args, key=lambda kv: kv[0])))
 
 
 def pipelines(steps=None):

@@ -145,3 +145,81 @@ def test_commands_refuse_a_malformed_graph(tmp_path, tiny_bert, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "invalid graph" in err and "nowhere" in err
     assert not (tmp_path / "bad.onnx").exists()
+
+
+# --- reading the pipeline file (issue 7, cases 8 and 10) ------------------------------
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_pipelines_with_a_byte_order_mark_are_read(files, capsys, encoding):
+    data = LAB0.encode(encoding)
+    if encoding == "utf-16-le":
+        data = b"\xff\xfe" + data
+    elif encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    (files / "bom.pass").write_bytes(data)
+    assert main(["apply", str(files / "bom.pass"), str(files / "bert.mir"), "-o", str(files / "o.mir")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "[1] count dropout   dropout: 6"
+
+
+def test_a_pipeline_that_is_not_utf8_names_the_line_and_byte(files, capsys):
+    (files / "latin1.pass").write_bytes("count dropout\n# caf\u00e9\ncount\n".encode("latin-1"))
+    assert main(["apply", str(files / "latin1.pass"), str(files / "bert.mir")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"maseir: error: {files / 'latin1.pass'}:2:6: byte 0xe9 at offset 19 is not UTF-8")
+    assert err[1:] == ["  # caf\ufffd", "       ^"]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n   \n# another\n"])
+@pytest.mark.parametrize("output", [[], ["-o", "o.mir"]])
+def test_a_pipeline_without_steps_is_refused(files, text, output):
+    (files / "empty.pass").write_text(text)
+    result = run("apply", "empty.pass", "bert.mir", *output, cwd=files)
+    assert result.returncode == 2
+    assert result.stderr == "maseir: error: empty.pass: the pipeline has no steps (only blank lines and comments)\n"
+    assert not (files / "o.mir").exists()
+
+
+def test_inline_steps_without_a_step_are_refused(files, capsys):
+    assert main(["apply", "-e", "# nothing", "-e", "", str(files / "bert.mir")]) == 2
+    assert capsys.readouterr().err.startswith("maseir: error: -e: the pipeline has no steps")
+
+
+def test_a_regex_argument_reaches_the_validator_with_its_place(files):
+    (files / "rx.pass").write_text('count\ncount x="encoder\\.layer"\n')
+    result = run("apply", "rx.pass", "bert.mir", cwd=files)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0].startswith("maseir: error: rx.pass:2:7: count: unknown argument 'x'")
+
+
+def test_a_long_bad_line_is_shown_as_a_window(files):
+    (files / "long.pass").write_text("count dropout x=" + "x" * 80_000 + " $\n")
+    result = run("apply", "long.pass", "bert.mir", cwd=files)
+    assert result.returncode == 2
+    assert len(result.stderr) < 400 and result.stderr.count("\n") == 3
+    assert result.stderr.startswith("maseir: error: long.pass:1:80018: unexpected character '$'")
+
+
+def test_apply_help_names_its_positionals_as_the_usage_does(files):
+    out = run("apply", "--help", cwd=files).stdout
+    assert "PIPELINE MODEL" in out.splitlines()[0]
+    positionals = out.split("positional arguments:\n")[1].split("\n\n")[0]
+    assert [line.split()[0] for line in positionals.splitlines() if line.startswith("  ") and
+            not line.startswith("   ")] == ["PIPELINE", "MODEL"]
+    assert "FILE" not in out
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["apply", "bert.mir"], "give a pipeline file and a model file"),
+    (["apply", "-e", "count", "lab0.pass", "bert.mir"], "with -e, give only the model file"),
+])
+def test_apply_checks_how_many_files_it_got(files, args, fragment):
+    result = run(*args, cwd=files)
+    assert result.returncode == 2 and fragment in result.stderr
+
+
+def test_the_pipeline_is_checked_before_the_model_is_read(files):
+    (files / "bad.pass").write_text("count\ncount x=1\n")
+    (files / "junk.mir").write_bytes(b"not a model")
+    for output in ([], ["-o", "o.mir"]):
+        result = run("apply", "bad.pass", "junk.mir", *output, cwd=files)
+        assert result.returncode == 2
+        assert result.stderr.startswith("maseir: error: bad.pass:2:7: count: unknown argument 'x'")

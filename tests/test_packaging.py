@@ -34,3 +34,10 @@ def test_wheel_ships_the_grammar_and_spec(tmp_path):
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "count"
+
+
+def test_a_checkout_reads_its_own_spec():
+    # an editable install maps maseir.spec to the checkout it was made from; a worktree on
+    # PYTHONPATH must still read its own grammar
+    from maseir._spec import spec_text
+    assert spec_text("passes.lark") == (ROOT / "spec" / "passes.lark").read_text(encoding="utf-8")

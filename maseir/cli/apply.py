@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from ..dsl import parse
+from ..dsl import parse, read_pipeline
 from ..errors import MaseIRError
 from ..io import save
 from . import check_output, load_valid
@@ -27,8 +26,12 @@ def add_parser(sub) -> None:
                "  maseir apply -e 'count linear' bert.mir\n"
                "  maseir apply -e 'remove dropout' -e 'count dropout' bert.mir -o out.mir --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="the .pass file (unless -e is given), then the .mir file to rewrite")
+    # Two optional positionals, not nargs="+": --help then names them as the usage line does.
+    # With -e, argparse puts the one file given into PIPELINE; _pipeline_and_model sorts that out.
+    p.add_argument("pipeline", nargs="?", metavar="PIPELINE",
+                   help="the .pass file with the steps (UTF-8, or UTF-16 with a byte order mark); "
+                        "leave it out when -e gives the steps")
+    p.add_argument("model", nargs="?", metavar="MODEL", help="the .mir file to rewrite (never modified)")
     p.add_argument("-e", "--step", action="append", default=[], metavar="STEP",
                    help="a pipeline step given inline; repeatable, used instead of a .pass file")
     p.add_argument("-o", "--output", help="the .mir file to write")
@@ -67,17 +70,21 @@ def run(args) -> int:
 
 
 def _pipeline_and_model(args):
+    """(Pipeline, model path) from the command line, the pipeline validated (before the model
+    is loaded, so a mistake in it costs no time). A pipeline without steps is refused, with or
+    without -o: it can only mean the wrong file, or every step commented out."""
+    from ..passes import validate
+
+    files = [f for f in (args.pipeline, args.model) if f is not None]
     if args.step:
-        if len(args.files) != 1:
-            raise MaseIRError("with -e, give only the model file (got: " + " ".join(args.files) + ")")
-        return parse("\n".join(args.step) + "\n", "-e"), args.files[0]
-    if len(args.files) != 2:
-        raise MaseIRError("give a pipeline file and a model file, or -e STEP and a model file")
-    source, model = args.files
-    try:
-        text = Path(source).read_text()
-    except FileNotFoundError:
-        raise MaseIRError(f"{source}: no such pipeline file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MaseIRError(f"{source}: cannot read the pipeline: {exc}") from None
-    return parse(text, source), model
+        if len(files) != 1:
+            raise MaseIRError("with -e, give only the model file (got: " + (" ".join(files) or "none") + ")")
+        pipeline, model = parse("\n".join(args.step) + "\n", "-e"), files[0]
+    else:
+        if len(files) != 2:
+            raise MaseIRError("give a pipeline file and a model file, or -e STEP and a model file")
+        pipeline, model = read_pipeline(args.pipeline), args.model
+    if not pipeline.steps:
+        raise MaseIRError(f"{pipeline.source}: the pipeline has no steps (only blank lines and comments)")
+    validate(pipeline, args.seed)
+    return pipeline, model

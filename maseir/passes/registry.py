@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import ops
-from ..dsl import ArgValue, DSLError, Pipeline, Step, source_lines
+from ..dsl import ArgValue, DSLError, Pipeline, Step, clip
 from ..ir import Graph
 
 OP = "op"
@@ -118,7 +118,11 @@ class BoundStep:
 
 def validate(pipeline: Pipeline, seed: int = 0) -> list[BoundStep]:
     """Check every step of ``pipeline`` against the registry; the first
-    problem raises DSLError with its line and column and the valid choices."""
+    problem raises DSLError with its line and column and the valid choices.
+
+    Within a step the checks run in this order: the pass, its object, unknown
+    argument names, arguments given twice, then each value (arguments in the
+    order they were written)."""
     return [bind(step, pipeline, seed) for step in pipeline.steps]
 
 
@@ -129,31 +133,38 @@ def bind(step: Step, pipeline: Pipeline, seed: int = 0) -> BoundStep:
 
     spec = REGISTRY.get(step.verb)
     if spec is None:
-        raise fail(f"unknown pass {step.verb!r}{_suggest(step.verb, REGISTRY)}; "
+        raise fail(f"unknown pass {clip(step.verb)!r}{_suggest(step.verb, REGISTRY)}; "
                    f"passes: {', '.join(sorted(REGISTRY))}")
-    column = _column_of(pipeline.text, step, step.object)
     if step.object is None and spec.object_required:
         raise fail(f"{spec.verb} needs an object: {spec.usage()}")
     if step.object is not None:
+        column = step.object_column
         if spec.objects is None:
-            raise fail(f"{spec.verb} takes no object (got {step.object!r}): {spec.usage()}", column)
+            raise fail(f"{spec.verb} takes no object (got {clip(step.object)!r}): {spec.usage()}", column)
         allowed = ops.REGISTRY if spec.objects == OP else spec.objects
         if step.object not in allowed:
             reason = spec.explain_object(step.object) if spec.explain_object else None
             if reason is None:
                 what = "op" if spec.objects == OP else "object"
-                reason = f"unknown {what} {step.object!r}{_suggest(step.object, allowed)}"
+                reason = f"unknown {what} {clip(step.object)!r}{_suggest(step.object, allowed)}"
                 if spec.objects != OP:
                     reason += f"; choose from {', '.join(allowed)}"
-            raise fail(f"{spec.verb} {step.object}: {reason}", column)
-    values = {a.name: a.default for a in spec.args}
-    for key, value in step.args:
-        arg = spec.arg(key)
-        column = _column_of(pipeline.text, step, key + "=")
-        if arg is None:
-            names = [a.name for a in spec.args]
+            raise fail(f"{spec.verb} {clip(step.object)}: {reason}", column)
+    columns = step.arg_columns if len(step.arg_columns) == len(step.args) else (0,) * len(step.args)
+    written = sorted(zip(step.args, columns), key=lambda a: a[1])  # source order (stable for 0s)
+    names = [a.name for a in spec.args]
+    for (key, _), column in written:
+        if spec.arg(key) is None:
             choices = f"; arguments: {', '.join(names)}" if names else "; it takes no arguments"
-            raise fail(f"{spec.verb}: unknown argument {key!r}{_suggest(key, names)}{choices}", column)
+            raise fail(f"{spec.verb}: unknown argument {clip(key)!r}{_suggest(key, names)}{choices}", column)
+    seen = set()
+    for (key, _), column in written:
+        if key in seen:
+            raise fail(f"{spec.verb}: argument {key} given twice", column)
+        seen.add(key)
+    values = {a.name: a.default for a in spec.args}
+    for (key, value), column in written:
+        arg = spec.arg(key)
         problem, converted = _convert(arg, value)
         if problem:
             raise fail(f"{spec.verb}: {key}={_show(value)}: {problem}", column)
@@ -168,7 +179,7 @@ def _convert(arg: ArgSpec, value: ArgValue) -> tuple[str | None, Any]:
             return "expected a comma list of names", None
         bad = [v for v in items if arg.choices and v not in arg.choices]
         if bad:
-            return f"{bad[0]!r} is not one of {', '.join(arg.choices)}{_suggest(bad[0], arg.choices)}", None
+            return f"{clip(bad[0])!r} is not one of {', '.join(arg.choices)}{_suggest(bad[0], arg.choices)}", None
         return None, tuple(items)
     if isinstance(value, tuple):
         return f"expected one {arg.type}, got a list", None
@@ -196,25 +207,16 @@ def _convert(arg: ArgSpec, value: ArgValue) -> tuple[str | None, Any]:
 
 
 def _kind(value) -> str:
-    return {int: "an integer", float: "a number", str: f"the name {value!r}"}[type(value)]
+    if isinstance(value, str):
+        return f"the name {clip(value)!r}"
+    return "an integer" if isinstance(value, int) else "a number"
 
 
 def _show(value: ArgValue) -> str:
     from ..dsl import print_value
-    return print_value(value)
+    return clip(print_value(value))
 
 
 def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _column_of(text: str, step: Step, needle: str | None) -> int | None:
-    """Column of ``needle`` on the step's line (for carets), if it is there."""
-    if not needle or not step.line:
-        return None
-    lines = source_lines(text)
-    if step.line > len(lines):
-        return None
-    found = lines[step.line - 1].find(needle, step.column)
-    return found + 1 if found >= 0 else None
