@@ -35,9 +35,9 @@ def value_for(arg: ArgSpec):
 @st.composite
 def registry_steps(draw, specs=None):
     """A valid step of one of the registered passes (or of ``specs``)."""
-    spec = draw(st.sampled_from(sorted((specs or REGISTRY).values(), key=lambda s: s.verb)))
-    obj = None
-    if spec.objects is not None and (spec.object_required or draw(st.booleans())):
+    spec = draw(st.sampled_from(sorted((specs or REGISTRY).values(), key=lambda s: s.name)))
+    obj = spec.object
+    if obj is None and spec.objects is not None and (spec.object_required or draw(st.booleans())):
         obj = draw(st.sampled_from(sorted(ops.REGISTRY) if spec.objects == OP else list(spec.objects)))
     chosen = draw(st.lists(st.sampled_from(spec.args), unique_by=lambda a: a.name)) if spec.args else []
     args = tuple(sorted((a.name, draw(value_for(a))) for a in chosen))

@@ -82,7 +82,7 @@ def test_pipeline_errors_show_the_line_and_a_caret(files):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
         "maseir: error: bad.pass:2:8: remove linear: linear is not an identity at inference, so removing it "
-        "would change the outputs; removable: dropout",
+        "would change the outputs; remove takes: dropout",
         "  remove linear",
         "         ^"]
 

@@ -19,9 +19,9 @@ def run(args) -> int:
     specs = [REGISTRY[name] for name in sorted(REGISTRY)]
     if args.json:
         print(json.dumps([{
-            "pass": s.verb, "usage": s.usage(), "help": s.help, "analysis": s.analysis,
-            "object": None if s.objects is None else {"choices": s.objects, "required": s.object_required,
-                                                      "help": s.object_help},
+            "pass": s.name, "verb": s.verb, "usage": s.usage(), "help": s.help, "analysis": s.analysis,
+            "object": (s.object if s.object else None if s.objects is None else
+                       {"choices": s.objects, "required": s.object_required, "help": s.object_help}),
             "args": [{"name": a.name, "type": a.type, "default": a.default, "min": a.min, "max": a.max,
                       "choices": a.choices, "help": a.help} for a in s.args],
         } for s in specs], indent=2))

@@ -13,8 +13,6 @@ from .. import ops
 from ..ir import Graph
 from .registry import PassResult, PassSpec, StepArgs, register
 
-REMOVABLE = ("dropout",)
-
 
 def remove_dropout(graph: Graph, args: StepArgs) -> PassResult:
     new = graph.copy()
@@ -47,11 +45,9 @@ def remove_dropout(graph: Graph, args: StepArgs) -> PassResult:
 
 def _why_not_removable(op: str) -> str | None:
     if op in ops.REGISTRY:
-        return (f"{op} is not an identity at inference, so removing it would change the outputs; "
-                f"removable: {', '.join(REMOVABLE)}")
+        return f"{op} is not an identity at inference, so removing it would change the outputs"
     return None
 
 
-register(PassSpec("remove", remove_dropout, "remove nodes that are identities at inference (dropout)",
-                  objects=REMOVABLE, object_required=True, explain_object=_why_not_removable,
-                  object_help="dropout"))
+register(PassSpec("remove", remove_dropout, "remove the dropout nodes (identities at inference)",
+                  object="dropout", explain_object=_why_not_removable))

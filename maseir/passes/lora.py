@@ -254,4 +254,4 @@ register(PassSpec("lora", _lora, "insert LoRA adapters (PEFT semantics: A kaimin
                       ArgSpec("train_head", "bool", True, "train the task head in full (PEFT modules_to_save)"),
                   )))
 register(PassSpec("fuse", _fuse, "fold LoRA adapters into their base weights (W + alpha/r * B @ A)",
-                  objects=("lora",), object_required=True, object_help="lora"))
+                  object="lora"))

@@ -71,9 +71,13 @@ class PassResult:
 class PassSpec:
     """A registered pass.
 
-    ``objects`` is None (the pass takes no object), ``OP`` (any op name), or
-    a tuple of allowed words; ``explain_object`` may say why a word is not
-    allowed. ``analysis`` passes return their input graph unchanged.
+    A pass is keyed by what it does: a verb alone (``lora``, ``count``) or a
+    verb and its ``object`` word (``remove dropout``, ``fuse lora``), so each
+    pass family registers its own (verb, object) pairs in its own module. A
+    verb-only pass may still take an object: ``objects`` is None (no object),
+    ``OP`` (any op name) or a tuple of allowed words. ``explain_object`` may
+    say why a word is not allowed. ``analysis`` passes return their input
+    graph unchanged.
     """
 
     verb: str
@@ -85,11 +89,19 @@ class PassSpec:
     args: tuple[ArgSpec, ...] = ()
     analysis: bool = False
     explain_object: Callable[[str], str | None] | None = None
+    object: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The registry key: ``verb`` or ``verb object``."""
+        return f"{self.verb} {self.object}" if self.object else self.verb
 
     def arg(self, name: str) -> ArgSpec | None:
         return next((a for a in self.args if a.name == name), None)
 
     def usage(self) -> str:
+        if self.object:
+            return self.name + "".join(f" {a.name}=..." for a in self.args)
         obj = ""
         if self.objects is not None:
             word = "OP" if self.objects == OP else "|".join(self.objects)
@@ -101,10 +113,18 @@ REGISTRY: dict[str, PassSpec] = {}
 
 
 def register(spec: PassSpec) -> PassSpec:
-    if spec.verb in REGISTRY:
-        raise ValueError(f"pass {spec.verb} registered twice")
-    REGISTRY[spec.verb] = spec
+    """Add ``spec`` under its name (``verb`` or ``verb object``)."""
+    taken = spec.name in REGISTRY or (spec.object is None and any(s.verb == spec.verb for s in REGISTRY.values())) \
+        or (spec.object is not None and spec.verb in REGISTRY)
+    if taken:
+        raise ValueError(f"pass {spec.name} registered twice (or its verb is taken by a verb-only pass)")
+    REGISTRY[spec.name] = spec
     return spec
+
+
+def verbs() -> list[str]:
+    """Every verb a pipeline can start a step with."""
+    return sorted({s.verb for s in REGISTRY.values()})
 
 
 @dataclass(frozen=True)
@@ -131,13 +151,23 @@ def bind(step: Step, pipeline: Pipeline, seed: int = 0) -> BoundStep:
         return DSLError(message, source=pipeline.source, line=step.line,
                         column=column or step.column, text=pipeline.text)
 
-    spec = REGISTRY.get(step.verb)
+    spec = REGISTRY.get(f"{step.verb} {step.object}") if step.object is not None else None
+    spec = spec or REGISTRY.get(step.verb)
     if spec is None:
-        raise fail(f"unknown pass {clip(step.verb)!r}{_suggest(step.verb, REGISTRY)}; "
-                   f"passes: {', '.join(sorted(REGISTRY))}")
+        keyed = sorted((s for s in REGISTRY.values() if s.verb == step.verb and s.object), key=lambda s: s.name)
+        if not keyed:
+            raise fail(f"unknown pass {clip(step.verb)!r}{_suggest(step.verb, verbs())}; "
+                       f"passes: {', '.join(verbs())}")
+        if step.object is None:
+            raise fail(f"{step.verb} needs an object: {' | '.join(s.usage() for s in keyed)}")
+        objects = [s.object for s in keyed]
+        reason = next((r for r in (s.explain_object(step.object) for s in keyed if s.explain_object) if r), None)
+        reason = reason or f"unknown object {clip(step.object)!r}{_suggest(step.object, objects)}"
+        raise fail(f"{step.verb} {clip(step.object)}: {reason}; {step.verb} takes: {', '.join(objects)}",
+                   step.object_column)
     if step.object is None and spec.object_required:
         raise fail(f"{spec.verb} needs an object: {spec.usage()}")
-    if step.object is not None:
+    if step.object is not None and not spec.object:  # a keyed pass's object is its own word
         column = step.object_column
         if spec.objects is None:
             raise fail(f"{spec.verb} takes no object (got {clip(step.object)!r}): {spec.usage()}", column)
