@@ -9,7 +9,7 @@ from pathlib import Path
 from ..dsl import parse
 from ..errors import MaseIRError
 from ..io import save
-from . import check_output, load_valid
+from . import check_output, load_valid, report_stream
 
 
 def add_parser(sub) -> None:
@@ -30,10 +30,13 @@ def add_parser(sub) -> None:
                    help="the .pass file (unless -e is given), then the .mir file to rewrite")
     p.add_argument("-e", "--step", action="append", default=[], metavar="STEP",
                    help="a pipeline step given inline; repeatable, used instead of a .pass file")
-    p.add_argument("-o", "--output", help="the .mir file to write")
+    p.add_argument("-o", "--output", help="the .mir file to write (a FIFO or '-' for standard output are "
+                                          "written through)")
     p.add_argument("--seed", type=int, default=0, help="seed for passes that draw random numbers "
                                                        "(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the step reports as JSON")
+    p.add_argument("--force", action="store_true",
+                   help="write even when the output's extension names another format (.onnx, .pass, .data)")
     p.set_defaults(run=run)
 
 
@@ -41,8 +44,8 @@ def run(args) -> int:
     from ..passes import changes_graph, run_pipeline
 
     pipeline, model_path = _pipeline_and_model(args)
-    if args.output:
-        check_output(args.output, model_path)
+    output = None if args.output is None else check_output(args.output, model_path, kind="mir", force=args.force)
+    stream = report_stream(output)  # stderr when the .mir goes to stdout
     if not args.output and changes_graph(pipeline):
         raise MaseIRError(f"{pipeline.source}: this pipeline changes the graph; give -o OUT to write the result")
     graph = load_valid(model_path)
@@ -50,16 +53,16 @@ def run(args) -> int:
 
     def progress(outcome) -> None:
         if not args.json:
-            print(f"[{outcome.index}] {outcome.step:<{width}}  {outcome.summary}", flush=True)
+            print(f"[{outcome.index}] {outcome.step:<{width}}  {outcome.summary}", file=stream, flush=True)
 
     result, outcomes = run_pipeline(graph, pipeline, seed=args.seed, on_step=progress)
-    if args.output:
-        save(result, args.output)
+    if output:
+        save(result, output)
     if args.json:
         print(json.dumps({"input": model_path, "output": args.output,
-                          "steps": [vars(o) for o in outcomes]}, indent=2))
+                          "steps": [vars(o) for o in outcomes]}, indent=2), file=stream)
     elif args.output:
-        print(f"wrote {args.output}")
+        print(f"wrote {args.output}", file=stream)
     return 0
 
 

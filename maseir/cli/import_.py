@@ -23,10 +23,13 @@ def add_parser(sub) -> None:
                "  maseir import bert.onnx -o bert.mir --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="the .onnx file")
-    p.add_argument("-o", "--output", required=True, help="the .mir file to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="the .mir file to write (a FIFO or '-' for standard output are written through)")
     p.add_argument("--external-data-threshold", type=int, metavar="BYTES",
                    help="store tensors of at least BYTES in OUTPUT.data next to the .mir")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--force", action="store_true",
+                   help="write even when the output's extension names another format (.onnx, .pass, .data)")
     p.set_defaults(run=run)
 
 
@@ -34,14 +37,15 @@ def run(args) -> int:
     from ..frontends.onnx import import_onnx
     from ..validate import check
 
-    output = check_output(args.output, args.model)
+    output = check_output(args.output, args.model, kind="mir", force=args.force,
+                          side_file=args.external_data_threshold is not None)
     start = time.perf_counter()
     graph = import_onnx(args.model)
     problems = check(graph, checksums=False)
     if problems:  # e.g. two ONNX nodes writing one value: the file is malformed
         raise MaseIRError(f"{args.model}: the imported graph is invalid: {problems[0]}")
-    save(graph, output, external_data_threshold=args.external_data_threshold)
+    nbytes = save(graph, output, external_data_threshold=args.external_data_threshold)
     seconds = time.perf_counter() - start
-    report_written(graph, output, args.model, seconds, args.json,
+    report_written(graph, output, args.model, seconds, args.json, nbytes=nbytes,
                    dims={name: f"{src}[{axis}]" for name, (src, axis) in graph.dims.items()})
     return 0
