@@ -33,7 +33,6 @@ import os
 import re
 import stat
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,6 +217,8 @@ def replace_files(files: list[tuple[str | os.PathLike, list]], *, name: str | No
 
 def _stage(path: Path, chunks) -> str:
     """Write ``chunks`` to a fsynced temporary file next to ``path``; returns its name."""
+    import tempfile  # here, not at the top: the CLI's start-up time
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file follows the umask
@@ -359,6 +360,8 @@ def _check_writable(target: Output, side_file: bool) -> None:
         _refuse_non_regular(target.side_path, name)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{name}: cannot write to folder {folder}: permission denied")
+    import tempfile
+
     try:  # root passes os.access everywhere; /proc, /sys and read-only mounts need a real try
         fd, probe = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
         os.close(fd)
