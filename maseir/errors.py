@@ -23,3 +23,9 @@ class ModelLoadError(MaseIRError):
 
 class GraphError(MaseIRError):
     """A graph is malformed (raised by operations that need a valid graph)."""
+
+
+class OutputError(MaseIRError, OSError):
+    """An output cannot be written where it was asked for: a directory, a missing or
+    unwritable folder, a name too long, a block device, an input of the command, a name of
+    another format. Also an OSError, which is what a failed write raised before."""

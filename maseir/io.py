@@ -5,8 +5,8 @@ data section of raw little-endian tensor bytes, each tensor 64-byte aligned.
 The header holds the format version, both section lengths and the
 structure's sha256; every tensor has its own sha256. So a truncated file, a
 flipped byte anywhere, or a file from a newer major version is a clear error,
-and nothing in a file is ever executed. Saves are atomic (temp file + rename)
-and deterministic (same graph, same bytes).
+and nothing in a file is ever executed. Saves are deterministic (same graph, same
+bytes) and follow maseir.output: atomic over a regular file, never over anything else.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -24,6 +23,7 @@ from google.protobuf.message import DecodeError
 from ._proto import maseir_pb2 as pb
 from .errors import ChecksumError, FileFormatError, GraphError
 from .ir import Graph
+from .output import output_target, replace_files, write_output
 from .serialize import model_from_proto, model_to_proto
 
 FORMAT_MAJOR = 1
@@ -60,14 +60,16 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def save(graph: Graph, path: str | os.PathLike, *, external_data_threshold: int | None = None) -> None:
-    """Write ``graph`` to ``path`` atomically.
+def save(graph: Graph, path, *, external_data_threshold: int | None = None) -> int:
+    """Write ``graph`` to ``path`` (a path, or an Output from ``maseir.output.check_output``)
+    by the rules of ``maseir.output``: atomically over a regular file or a new name, through
+    a symlink to its target, written through to a FIFO or a device. Returns the bytes written.
 
-    Tensors of at least ``external_data_threshold`` bytes go to
-    ``<name>.data`` next to the file (referenced by a relative path), which
-    keeps the .mir itself small, e.g. for version control.
+    Tensors of at least ``external_data_threshold`` bytes go to ``<name>.data`` next to the file
+    (referenced by a relative path), which keeps the .mir itself small, e.g. for version
+    control. Raises OutputError (one line) when the output cannot be written.
     """
-    path = Path(path)
+    target = output_target(path)
     if not graph.has_weights:
         raise GraphError(f"{path}: cannot save a graph read without its weights (io.load_structure); "
                          "load it with io.load")
@@ -75,11 +77,11 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data_threshold: int 
     for tensor, digest in zip(unhashed, _sha256_all([t.data for t in unhashed])):
         tensor._sha256 = digest
     model = model_to_proto(graph, producer())
-    external_name = path.name + ".data"
+    external_name = target.side_name if external_data_threshold is not None else None
     inline, external = _DataSection(), _DataSection()
     for msg in model.graph.params:
         tensor = graph.params[msg.name]
-        if external_data_threshold is not None and tensor.nbytes >= external_data_threshold:
+        if external_name is not None and tensor.nbytes >= external_data_threshold:
             msg.location.file = external_name
             msg.location.offset = external.add(tensor.data)
         else:
@@ -89,26 +91,13 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data_threshold: int 
     header = _HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, len(structure), bytes(32), inline.size)
     header = header[:_SHA_AT] + structure_digest(header, structure) + header[_SHA_AT + 32:]
     pad = b"\0" * (_align(_HEADER.size + len(structure)) - _HEADER.size - len(structure))
-    files = [(path.parent / external_name, external.chunks)] if external.size else []
-    write_atomic(files + [(path, [header, structure, pad, *inline.chunks])])
+    return write_output(target, [header, structure, pad, *inline.chunks], external.chunks)
 
 
 def write_atomic(files: list[tuple[Path, list]]) -> None:
-    """Write each (path, chunks) so that no reader ever sees a partial file.
-
-    Every file is written and fsynced to a temporary name next to it before
-    any is renamed into place (in the order given), so a failed write leaves
-    the old files intact."""
-    staged = []
-    try:
-        for path, chunks in files:
-            staged.append((_stage(Path(path), chunks), Path(path)))
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    """Write each (path, chunks) so that no reader ever sees a partial file (kept for
+    callers of earlier versions: see ``maseir.output.replace_files``)."""
+    replace_files(files)
 
 
 class _DataSection:
@@ -125,28 +114,6 @@ class _DataSection:
         self.chunks.append(data)
         self.size = offset + len(data)
         return offset
-
-
-def _stage(path: Path, chunks) -> str:
-    """Write ``chunks`` to a fsynced temporary file next to ``path``; returns its name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file follows the umask
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:

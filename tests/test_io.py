@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 import maseir
 import maseir.io as mio
+import maseir.output as moutput
 from maseir._proto import maseir_pb2 as pb
-from maseir.errors import ChecksumError, FileFormatError, MaseIRError
+from maseir.errors import ChecksumError, FileFormatError, MaseIRError, OutputError
 
 # The container layout, written out here from the format description rather
 # than taken from maseir.io, so the tests pin the format itself.
@@ -466,7 +467,7 @@ def test_failed_first_save_leaves_nothing(graph, tmp_path, monkeypatch):
 
 
 def test_save_into_a_missing_folder_fails_cleanly(graph, tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(OutputError, match="nope does not exist"):
         maseir.save(graph, tmp_path / "nope" / "m.mir")
     assert os.listdir(tmp_path) == []
 
@@ -474,14 +475,14 @@ def test_save_into_a_missing_folder_fails_cleanly(graph, tmp_path):
 def test_failed_save_with_external_data_keeps_the_old_pair(graph, other_graph, tmp_path, monkeypatch):
     path = tmp_path / "m.mir"
     maseir.save(other_graph, path, external_data_threshold=1)
-    real = mio._stage
+    real = moutput._stage
 
     def stage(dst, chunks):  # the disk fills up while the .mir is written, after the .data
         if str(dst).endswith(".mir"):
             raise OSError(28, "No space left on device")
         return real(dst, chunks)
 
-    monkeypatch.setattr(mio, "_stage", stage)
+    monkeypatch.setattr(moutput, "_stage", stage)
     with pytest.raises(OSError):
         maseir.save(graph, path, external_data_threshold=1)
     monkeypatch.undo()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
-from pathlib import Path
 
 from ..errors import MaseIRError
+from ..output import Output, check_output  # noqa: F401  (commands check their outputs before working)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -31,18 +32,9 @@ class HelpFormatter(argparse.HelpFormatter):
         return "\n".join(out)
 
 
-def check_output(output: str, *inputs: str) -> Path:
-    """The output path of a command that writes a file, refused when its folder
-    does not exist or when it is one of the command's inputs or an input's
-    external data file (inputs are never modified)."""
-    path = Path(output).resolve()
-    protected = {Path(i).resolve() for i in inputs} | {Path(i + ".data").resolve() for i in inputs}
-    if path in protected:
-        raise MaseIRError(f"{output}: the output must not be an input file or its data "
-                          "(inputs are never modified)")
-    if not path.parent.is_dir():
-        raise MaseIRError(f"{output}: folder {Path(output).parent} does not exist")
-    return Path(output)
+def report_stream(output: Output | None):
+    """Where a command prints its reports: standard output, unless the output file goes there."""
+    return sys.stderr if output is not None and output.shares_stdout else sys.stdout
 
 
 def load_valid(path: str):
@@ -59,16 +51,17 @@ def load_valid(path: str):
     return graph
 
 
-def report_written(graph, output: str, source: str, seconds: float, as_json: bool, **extra) -> None:
-    """Print what a command that made a .mir wrote: one line, or JSON with ``extra``."""
+def report_written(graph, output: Output, source: str, seconds: float, as_json: bool, *, nbytes: int,
+                   **extra) -> None:
+    """Print what a command that made a .mir wrote (``nbytes`` to ``output``): one line, or JSON
+    with ``extra``; on standard error when the .mir itself went to standard output."""
     import json
-    import os
 
     summary = {"output": str(output), "source": source, "nodes": len(graph.nodes), "params": len(graph.params),
-               "parameters": graph.param_count(), **extra, "bytes": os.path.getsize(output),
-               "seconds": round(seconds, 2)}
+               "parameters": graph.param_count(), **extra, "bytes": nbytes, "seconds": round(seconds, 2)}
+    stream = report_stream(output)
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2), file=stream)
     else:
         print(f"wrote {output}: {summary['nodes']} nodes, {summary['parameters']:,} parameters, "
-              f"{summary['bytes'] / 1e6:.1f} MB in {seconds:.1f}s")
+              f"{summary['bytes'] / 1e6:.1f} MB in {seconds:.1f}s", file=stream)

@@ -8,7 +8,7 @@ import json
 from ..dsl import parse, read_pipeline
 from ..errors import MaseIRError
 from ..io import save
-from . import check_output, load_valid
+from . import check_output, load_valid, report_stream
 from .arguments import add_external_data_threshold, output_threshold
 
 
@@ -34,11 +34,14 @@ def add_parser(sub) -> None:
     p.add_argument("model", nargs="?", metavar="MODEL", help="the .mir file to rewrite (never modified)")
     p.add_argument("-e", "--step", action="append", default=[], metavar="STEP",
                    help="a pipeline step given inline; repeatable, used instead of a .pass file")
-    p.add_argument("-o", "--output", help="the .mir file to write")
+    p.add_argument("-o", "--output", help="the .mir file to write (a FIFO or '-' for standard output are "
+                                          "written through)")
     p.add_argument("--seed", type=int, default=0, help="seed for passes that draw random numbers "
                                                        "(default: %(default)s)")
     add_external_data_threshold(p, keeps_input_layout=True)
     p.add_argument("--json", action="store_true", help="print the step reports as JSON")
+    p.add_argument("--force", action="store_true",
+                   help="write even when the output's extension names another format (.onnx, .pass, .data)")
     p.set_defaults(run=run)
 
 
@@ -46,8 +49,12 @@ def run(args) -> int:
     from ..passes import changes_graph, run_pipeline
 
     pipeline, model_path = _pipeline_and_model(args)
-    if args.output:
-        check_output(args.output, model_path)
+    output = threshold = None
+    if args.output is not None:
+        output = check_output(args.output, model_path, kind="mir", force=args.force,
+                              side_file=args.external_data_threshold is not None)
+        threshold = output_threshold(args.external_data_threshold, model_path, output)  # the input's layout
+    stream = report_stream(output)  # stderr when the .mir goes to stdout
     if not args.output and changes_graph(pipeline):
         raise MaseIRError(f"{pipeline.source}: this pipeline changes the graph; give -o OUT to write the result")
     graph = load_valid(model_path)
@@ -55,17 +62,16 @@ def run(args) -> int:
 
     def progress(outcome) -> None:
         if not args.json:
-            print(f"[{outcome.index}] {outcome.step:<{width}}  {outcome.summary}", flush=True)
+            print(f"[{outcome.index}] {outcome.step:<{width}}  {outcome.summary}", file=stream, flush=True)
 
     result, outcomes = run_pipeline(graph, pipeline, seed=args.seed, on_step=progress)
-    if args.output:
-        threshold = output_threshold(args.external_data_threshold, model_path)  # keeps the input's layout
-        save(result, args.output, external_data_threshold=threshold)
+    if output:
+        save(result, output, external_data_threshold=threshold)
     if args.json:
         print(json.dumps({"input": model_path, "output": args.output,
-                          "steps": [vars(o) for o in outcomes]}, indent=2))
+                          "steps": [vars(o) for o in outcomes]}, indent=2), file=stream)
     elif args.output:
-        print(f"wrote {args.output}")
+        print(f"wrote {args.output}", file=stream)
     return 0
 
 

@@ -60,11 +60,23 @@ def add_external_data_threshold(parser, *, keeps_input_layout: bool) -> None:
                         help=f"store tensors of at least BYTES in OUTPUT.data next to the output ({default})")
 
 
-def output_threshold(requested: int | None, model_path: str) -> int | None:
+def output_threshold(requested: int | None, model_path: str | None, output=None,
+                     inherited: int | None = None) -> int | None:
     """The external-data threshold for a file written from the .mir at ``model_path``:
-    ``requested`` when given, otherwise the input's own (``maseir.io.external_data_threshold``),
-    so a rewrite of a file stored with external data is stored the same way."""
+    ``requested`` when given, otherwise the input's own (``maseir.io.external_data_threshold``,
+    or ``inherited`` when the caller knows it), so a rewrite of a file stored with external
+    data is stored the same way. An ``output`` (a checked ``maseir.output.Output``) that takes
+    no side file (a pipe, standard output, a link into another folder, a name too long for
+    ``.data`` to be added) gets one file instead:
+    the input's layout is a default, not a demand (an explicit ``requested`` is checked by
+    ``check_output``'s ``side_file``)."""
     if requested is not None:
         return requested
-    from ..io import external_data_threshold
-    return external_data_threshold(model_path)
+    if inherited is None and model_path is not None:
+        from ..io import external_data_threshold
+        inherited = external_data_threshold(model_path)
+    if inherited is not None and output is not None:
+        from ..output import side_file_problem
+        if side_file_problem(output):
+            return None
+    return inherited

@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
                "  maseir export minilm --inputs input_ids,attention_mask,labels -o m.mir  # adds the loss",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("name", metavar="NAME", help="minilm, a model folder, or a hub name")
-    p.add_argument("-o", "--output", required=True, help="the .mir file to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="the .mir file to write (a FIFO or '-' for standard output are written through)")
     p.add_argument("--task", default="sequence-classification", choices=TASKS,
                    help="model head (default: %(default)s)")
     p.add_argument("--num-labels", type=positive_int, default=2, help="classes of the head (default: %(default)s)")
@@ -35,6 +36,8 @@ def add_parser(sub) -> None:
                    help="random weights from the config only (no weight files needed)")
     add_external_data_threshold(p, keeps_input_layout=False)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--force", action="store_true",
+                   help="write even when the output's extension names another format (.onnx, .pass, .data)")
     p.set_defaults(run=run)
 
 
@@ -42,15 +45,16 @@ def run(args) -> int:
     from ..frontends.transformers import export_pretrained
     from ..io import save
 
-    check_output(args.output)
+    output = check_output(args.output, kind="mir", force=args.force,
+                          side_file=args.external_data_threshold is not None)
     inputs = tuple(i.strip() for i in args.inputs.split(",") if i.strip())
     start = time.perf_counter()
     if not args.json and sys.stderr.isatty():  # progress for people; errors stay one line in scripts
         print(f"exporting {args.name} ...", file=sys.stderr, flush=True)
     graph = export_pretrained(args.name, task=args.task, num_labels=args.num_labels, inputs=inputs,
                               seed=args.seed, random_init=args.random_init)
-    save(graph, args.output, external_data_threshold=args.external_data_threshold)
+    nbytes = save(graph, output, external_data_threshold=args.external_data_threshold)
     seconds = time.perf_counter() - start
-    report_written(graph, args.output, graph.metadata.get("source", args.name), seconds, args.json,
-                   dropout=sum(n.op == "dropout" for n in graph.nodes))
+    report_written(graph, output, graph.metadata.get("source", args.name), seconds, args.json,
+                   nbytes=nbytes, dropout=sum(n.op == "dropout" for n in graph.nodes))
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..io import save
 from ..errors import MaseIRError
 from . import check_output, report_written
-from .arguments import add_external_data_threshold
+from .arguments import add_external_data_threshold, output_threshold
 
 
 def add_parser(sub) -> None:
@@ -25,9 +25,12 @@ def add_parser(sub) -> None:
                "  maseir import bert.onnx -o bert.mir --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="the .onnx file")
-    p.add_argument("-o", "--output", required=True, help="the .mir file to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="the .mir file to write (a FIFO or '-' for standard output are written through)")
     add_external_data_threshold(p, keeps_input_layout=True)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--force", action="store_true",
+                   help="write even when the output's extension names another format (.onnx, .pass, .data)")
     p.set_defaults(run=run)
 
 
@@ -35,18 +38,18 @@ def run(args) -> int:
     from ..frontends.onnx import external_data_threshold, import_model, read_model
     from ..validate import check
 
-    output = check_output(args.output, args.model)
+    output = check_output(args.output, args.model, kind="mir", force=args.force,
+                          side_file=args.external_data_threshold is not None)
     start = time.perf_counter()
     model = read_model(Path(args.model))
+    threshold = output_threshold(args.external_data_threshold, None, output,  # keeps the input's layout
+                                 inherited=external_data_threshold(model))
     graph = import_model(model, Path(args.model))
     problems = check(graph, checksums=False)
     if problems:  # e.g. two ONNX nodes writing one value: the file is malformed
         raise MaseIRError(f"{args.model}: the imported graph is invalid: {problems[0]}")
-    threshold = args.external_data_threshold
-    if threshold is None:  # keep the input's layout: external data when the ONNX file has it
-        threshold = external_data_threshold(model)
-    save(graph, output, external_data_threshold=threshold)
+    nbytes = save(graph, output, external_data_threshold=threshold)
     seconds = time.perf_counter() - start
-    report_written(graph, output, args.model, seconds, args.json,
+    report_written(graph, output, args.model, seconds, args.json, nbytes=nbytes,
                    dims={name: f"{src}[{axis}]" for name, (src, axis) in graph.dims.items()})
     return 0

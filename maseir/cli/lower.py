@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
-from . import check_output, load_valid
+from . import check_output, load_valid, report_stream
 from .arguments import add_external_data_threshold, output_threshold
 
 TARGETS = ("onnx",)
@@ -28,32 +26,35 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="the .mir file")
     p.add_argument("--to", required=True, choices=TARGETS, help="target format")
-    p.add_argument("-o", "--output", required=True, help="the file to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="the file to write (a FIFO or '-' for standard output are written through)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 21)")
     add_external_data_threshold(p, keeps_input_layout=True)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--force", action="store_true",
+                   help="write even when the output's extension names another format (.mir, .pass, .data)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..lowering.onnx import DEFAULT_OPSET, save_onnx
 
-    output = check_output(args.output, args.model)
+    output = check_output(args.output, args.model, kind="onnx", force=args.force,
+                          side_file=args.external_data_threshold is not None)
+    threshold = output_threshold(args.external_data_threshold, args.model, output)  # the input's layout
+    external = threshold is not None
     graph = load_valid(args.model)
     start = time.perf_counter()
     opset = args.opset or DEFAULT_OPSET
-    threshold = output_threshold(args.external_data_threshold, args.model)  # keeps the input's layout
-    save_onnx(graph, output, opset=opset, external_data_threshold=threshold)
+    nbytes = save_onnx(graph, output, opset=opset, external_data_threshold=threshold)
     seconds = time.perf_counter() - start
-    data = output.with_name(output.name + ".data")
+    data = output.side_path if external and output.side_path.exists() else None
     summary = {"output": str(output), "format": "onnx", "opset": opset, "nodes": len(graph.nodes),
-               "bytes": os.path.getsize(output),
-               "external_data": str(data) if threshold is not None and data.exists() else None,
-               "seconds": round(seconds, 3)}
+               "bytes": nbytes, "external_data": str(data) if data else None, "seconds": round(seconds, 3)}
+    stream = report_stream(output)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2), file=stream)
     else:
-        extra = f" (+ weights in {data.name})" if summary["external_data"] else ""
-        print(f"wrote {output}: ONNX opset {opset}, {summary['bytes'] / 1e6:.1f} MB{extra} in {seconds:.2f}s",
-              file=sys.stdout)
+        extra = f" (+ weights in {data.name})" if data else ""
+        print(f"wrote {output}: ONNX opset {opset}, {nbytes / 1e6:.1f} MB{extra} in {seconds:.2f}s", file=stream)
     return 0

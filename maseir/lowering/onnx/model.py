@@ -6,16 +6,13 @@ with the weights in an external data file next to it for large models.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import onnx
 from onnx import TensorProto, helper
 
 from ...errors import MaseIRError
-from ...io import write_atomic
 from ...ir import Graph
 from ...onnx_metadata import to_props
+from ...output import output_target, write_output
 from .context import Lowering, value_info
 
 DEFAULT_OPSET = 21
@@ -90,25 +87,25 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     return model
 
 
-def save_onnx(graph: Graph, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
-              external_data_threshold: int | None = None) -> None:
-    """Write ``graph`` as ONNX to ``path`` atomically.
+def save_onnx(graph: Graph, path, *, opset: int = DEFAULT_OPSET,
+              external_data_threshold: int | None = None) -> int:
+    """Write ``graph`` as ONNX to ``path`` (a path, or an Output from
+    ``maseir.output.check_output``) by the rules of ``maseir.output``: atomically over a
+    regular file or a new name, through a symlink to its target, written through to a FIFO
+    or a device. Returns the bytes of the model file.
 
     Weights of at least ``external_data_threshold`` bytes go to ``<name>.data``
     next to the file (a relative path, as ONNX external data wants); models
     whose weights near protobuf's 2 GB limit get that with a 1 KiB threshold
-    even when none is given.
+    even when none is given. Raises OutputError (one line) when the output cannot be written.
     """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise MaseIRError(f"{path}: folder {path.parent} does not exist")
+    target = output_target(path)
     threshold = external_data_threshold
     if threshold is None and sum(t.nbytes for t in graph.params.values()) > _AUTO_EXTERNAL_BYTES:
         threshold = 1024
-    external = path.name + ".data" if threshold is not None else None
+    external = target.side_name if threshold is not None else None
     model, chunks = build(graph, opset, external=external, external_threshold=threshold or 0)
-    files = [(path.parent / external, chunks)] if chunks else []
-    write_atomic(files + [(path, [model.SerializeToString()])])
+    return write_output(target, [model.SerializeToString()], chunks)
 
 
 def _graph_name(graph: Graph) -> str:
