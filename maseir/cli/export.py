@@ -25,7 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="the .mir file to write")
     p.add_argument("--task", default="sequence-classification", choices=TASKS,
                    help="model head (default: %(default)s)")
-    p.add_argument("--num-labels", type=int, default=2, help="classes of the head (default: %(default)s)")
+    p.add_argument("--num-labels", type=int, metavar="N",
+                   help="classes of the head (default: the model config's, with its label names; "
+                        "2 for a config without labels)")
     p.add_argument("--inputs", default=",".join(DEFAULT_INPUTS),
                    help=f"graph inputs, comma separated, among {','.join(INPUT_NAMES)}; with labels the "
                         "graph also outputs the loss (default: %(default)s)")
