@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from google.protobuf.message import DecodeError
 
 from ._proto import maseir_pb2 as pb
+from .arguments import require_graph, require_path
 from .errors import ChecksumError, FileFormatError
 from .ir import Graph
 from .serialize import model_from_proto, model_to_proto
@@ -51,9 +52,12 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data_threshold: int 
 
     Tensors of at least ``external_data_threshold`` bytes go to
     ``<name>.data`` next to the file (referenced by a relative path), which
-    keeps the .mir itself small, e.g. for version control.
+    keeps the .mir itself small, e.g. for version control. A ``graph`` that
+    is not a Graph or a ``path`` that is not a str / PathLike is an
+    ArgumentError.
     """
-    path = Path(path)
+    require_graph(graph, "save")
+    path = Path(require_path(path, "save"))
     unhashed = [t for t in graph.params.values() if t._sha256 is None]
     for tensor, digest in zip(unhashed, _sha256_all([t.data for t in unhashed])):
         tensor._sha256 = digest
