@@ -5,6 +5,10 @@ class MaseIRError(Exception):
     """Base of every error caused by user input (files, names, text)."""
 
 
+class ArgumentError(MaseIRError, TypeError):
+    """A public function got an argument of the wrong kind (also a TypeError, as Python code expects)."""
+
+
 class FileFormatError(MaseIRError):
     """A file is missing, not a .mir, truncated, corrupt, or from a newer major version."""
 

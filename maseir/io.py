@@ -21,9 +21,10 @@ from pathlib import Path, PurePosixPath
 from google.protobuf.message import DecodeError
 
 from ._proto import maseir_pb2 as pb
+from .arguments import require_graph, require_path
 from .errors import ChecksumError, FileFormatError, GraphError
 from .ir import Graph
-from .output import output_target, replace_files, write_output
+from .output import Output, output_target, replace_files, write_output
 from .serialize import model_from_proto, model_to_proto
 
 FORMAT_MAJOR = 1
@@ -67,8 +68,12 @@ def save(graph: Graph, path, *, external_data_threshold: int | None = None) -> i
 
     Tensors of at least ``external_data_threshold`` bytes go to ``<name>.data`` next to the file
     (referenced by a relative path), which keeps the .mir itself small, e.g. for version
-    control. Raises OutputError (one line) when the output cannot be written.
+    control. Raises OutputError (one line) when the output cannot be written, ArgumentError
+    for a ``graph`` that is not a Graph or a ``path`` that is not a str / PathLike / Output.
     """
+    require_graph(graph, "save")
+    if not isinstance(path, Output):
+        require_path(path, "save")
     target = output_target(path)
     if not graph.has_weights:
         raise GraphError(f"{path}: cannot save a graph read without its weights (io.load_structure); "

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,3 +59,19 @@ def test_same_command_gives_the_same_bytes(minilm, tmp_path):
     subprocess.run([sys.executable, "-m", "maseir.cli.main", "export", "minilm", "-o", str(again)],
                    check=True, capture_output=True)
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_padding_row_gives_finite_logits_in_ort(minilm):
+    """A batch row whose attention_mask is all zeros, as a server padding to a fixed batch sends:
+    ORT gives the logits transformers gives, not NaN."""
+    model, path = minilm
+    graph = maseir.load(path)
+    ids, mask = bert_inputs(2, 12, vocab=30522)
+    mask[1] = 0
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask).logits.numpy()
+        lowered = maseir.to_torch(graph)(ids, mask).numpy()
+    got = maseir.ort_session(graph)(ids, mask)
+    assert np.isfinite(got).all()
+    assert np.abs(lowered - expected).max() <= 1e-4
+    assert np.abs(got - expected).max() <= 1e-4

@@ -26,7 +26,9 @@ def add_parser(sub) -> None:
                    help="the .mir file to write (a FIFO or '-' for standard output are written through)")
     p.add_argument("--task", default="sequence-classification", choices=TASKS,
                    help="model head (default: %(default)s)")
-    p.add_argument("--num-labels", type=positive_int, default=2, help="classes of the head (default: %(default)s)")
+    p.add_argument("--num-labels", type=positive_int, metavar="N",
+                   help="classes of the head (default: the model config's, with its label names; "
+                        "2 for a config without labels)")
     p.add_argument("--inputs", default=",".join(DEFAULT_INPUTS),
                    help=f"graph inputs, comma separated, among {','.join(INPUT_NAMES)}; with labels the "
                         "graph also outputs the loss (default: %(default)s)")

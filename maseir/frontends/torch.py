@@ -10,6 +10,7 @@ sizes keep the names the caller gave them (``batch``, ``seq``).
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,7 +18,8 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
 from .. import ops, tensors
-from ..errors import MaseIRError, UnsupportedOpError
+from ..arguments import describe
+from ..errors import ArgumentError, MaseIRError, UnsupportedOpError
 from ..ir import DType, Graph, Node, Sym, TensorType, Value, default_format, unique_name
 
 aten = torch.ops.aten
@@ -55,20 +57,86 @@ def export(model: torch.nn.Module, example_inputs: tuple | dict = (), *,
            metadata: dict[str, str] | None = None) -> Graph:
     """Capture ``model`` with torch.export and convert it to a Graph.
 
-    ``example_inputs`` is a tuple of positional tensors or a dict of keyword
-    tensors. ``dynamic_dims`` maps an input name to ``{axis: dim name}``;
-    by default axis 0 of every input is ``batch``. Dropout is kept as nodes
-    (the model is captured in eval mode, which torch.export records with
-    one ``dropout`` per Dropout module).
+    ``example_inputs`` is a tuple (or list) of positional tensors or a dict
+    (any mapping, such as a tokenizer's BatchEncoding) of keyword tensors.
+    ``dynamic_dims`` maps an input name to ``{axis: dim name}``; by default
+    axis 0 of every input is ``batch``. A symbolic axis needs an example
+    size of at least 2 (torch.export fixes sizes 0 and 1). Dropout is kept
+    as nodes (the model is captured in eval mode, which torch.export records
+    with one ``dropout`` per Dropout module).
+
+    Raises ArgumentError for an argument of the wrong kind, MaseIRError for
+    a dynamic_dims entry that does not fit the inputs or a model
+    torch.export cannot capture (with torch.export's whole explanation),
+    and UnsupportedOpError for an op the registry does not hold.
     """
-    args, kwargs = (example_inputs, {}) if isinstance(example_inputs, tuple) else ((), dict(example_inputs))
+    args, kwargs = _example_arguments(model, example_inputs)
     names = _input_names(model, args, kwargs)
     if dynamic_dims is None:
         dynamic_dims = {name: {0: "batch"} for name in names}
+    _check_dynamic_dims(dynamic_dims, dict(zip(names, [*args, *kwargs.values()])))
+    _check_strings(output_names, metadata)
     ep = _capture(model, args, kwargs, names, dynamic_dims)
     graph = _Converter(ep, model, dynamic_dims, output_names).run()
     graph.metadata.update(metadata or {})
     return graph
+
+
+def _example_arguments(model, example_inputs) -> tuple[tuple, dict]:
+    """(positional, keyword) example tensors, after checking what the caller passed."""
+    if not isinstance(model, torch.nn.Module):
+        raise ArgumentError(f"export: model must be a torch.nn.Module (got {describe(model)})")
+    if isinstance(example_inputs, torch.Tensor):
+        raise ArgumentError("export: example_inputs is a single tensor; pass (tensor,) for one positional "
+                            "input, or a dict of name -> tensor")
+    if isinstance(example_inputs, (tuple, list)):
+        for i, value in enumerate(example_inputs):
+            if not isinstance(value, torch.Tensor):
+                raise ArgumentError(f"export: example_inputs[{i}] must be a tensor (got {describe(value)})")
+        return tuple(example_inputs), {}
+    if isinstance(example_inputs, Mapping):
+        for key, value in example_inputs.items():
+            if not isinstance(key, str):
+                raise ArgumentError(f"export: example_inputs keys must be input names (got {describe(key)})")
+            if not isinstance(value, torch.Tensor):
+                raise ArgumentError(f"export: example_inputs[{key!r}] must be a tensor (got {describe(value)})")
+        return (), dict(example_inputs)
+    raise ArgumentError("export: example_inputs must be a tuple of tensors or a dict of name -> tensor "
+                        f"(got {describe(example_inputs)})")
+
+
+def _check_dynamic_dims(dynamic_dims, inputs: dict[str, torch.Tensor]) -> None:
+    """Every entry names an input, an axis it has, and an example size torch.export keeps symbolic."""
+    if not isinstance(dynamic_dims, Mapping):
+        raise ArgumentError(f"export: dynamic_dims must be a dict of input name -> {{axis: dim name}} "
+                            f"(got {describe(dynamic_dims)})")
+    for name, axes in dynamic_dims.items():
+        if not isinstance(axes, Mapping) or not all(isinstance(a, int) and not isinstance(a, bool)
+                                                    and isinstance(d, str) for a, d in axes.items()):
+            raise ArgumentError(f"export: dynamic_dims[{name!r}] must be a dict of axis (int) -> dim name (str) "
+                                f"(got {describe(axes)})")
+        if name not in inputs:
+            raise MaseIRError(f"export: dynamic_dims names {name!r}, which is not an example input "
+                              f"(inputs: {', '.join(inputs) or 'none'})")
+        shape = tuple(inputs[name].shape)
+        for axis, dim in axes.items():
+            if not -len(shape) <= axis < len(shape):
+                raise MaseIRError(f"export: dynamic_dims[{name!r}] has axis {axis}, but {name} has shape "
+                                  f"{list(shape)}")
+            if shape[axis] < 2:
+                raise MaseIRError(
+                    f"export: input {name!r} has size {shape[axis]} on axis {axis} ({dim}) in the example, and "
+                    f"torch.export fixes sizes 0 and 1 as constants; use an example {dim} of at least 2 (or leave "
+                    f"axis {axis} of {name!r} out of dynamic_dims to keep it fixed)")
+
+
+def _check_strings(output_names, metadata) -> None:
+    if output_names is not None and (isinstance(output_names, str) or not isinstance(output_names, (list, tuple))
+                                     or not all(isinstance(n, str) for n in output_names)):
+        raise ArgumentError(f"export: output_names must be a list of str (got {describe(output_names)})")
+    if metadata is not None and (not isinstance(metadata, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
+        raise ArgumentError(f"export: metadata must be a dict of str -> str (got {describe(metadata)})")
 
 
 def _input_names(model, args, kwargs) -> list[str]:
@@ -85,9 +153,7 @@ def _capture(model, args, kwargs, names, dynamic_dims) -> ExportedProgram:
 
     positional = tuple(spec(n, v) for n, v in zip(names, args))
     keyword = {n: spec(n, v) for n, v in kwargs.items()}
-    dynamic_shapes = keyword if not positional else (positional if not keyword else None)
-    if dynamic_shapes is None:
-        raise MaseIRError("export: give example inputs either all positional or all by keyword")
+    dynamic_shapes = positional or keyword  # example_inputs is one or the other
     was_training = model.training
     model.train(False)
     try:
@@ -96,9 +162,19 @@ def _capture(model, args, kwargs, names, dynamic_dims) -> ExportedProgram:
         raise
     except Exception as exc:
         raise MaseIRError(f"torch.export could not capture {type(model).__name__}: "
-                          f"{str(exc).strip().splitlines()[0]}") from exc
+                          f"{_explanation(exc)}") from exc
     finally:
         model.train(was_training)
+
+
+def _explanation(exc: Exception) -> str:
+    """torch.export's whole message, with what it means for maseir's arguments where it is a
+    size the model fixes (torch.export words it in terms of its own Dim API)."""
+    text = str(exc).strip() or type(exc).__name__
+    if "specialized" in text or "specialised" in text:
+        text += ("\n(maseir makes the axes in dynamic_dims symbolic, by default axis 0 of every input as "
+                 "'batch'; leave out an axis the model fixes, or pass dynamic_dims={} for fixed sizes)")
+    return text
 
 
 class _Converter:

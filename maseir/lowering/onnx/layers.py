@@ -71,7 +71,16 @@ def _batch_norm(ctx: RuleContext) -> None:
 
 @onnx_rule("scaled_dot_product_attention")
 def _attention(ctx: RuleContext) -> None:
-    """softmax(q @ k.T * scale + mask) @ v with eval semantics (no dropout)."""
+    """softmax(q @ k.T * scale + bias) @ v with eval semantics (no dropout).
+
+    ``bias`` is the mask (bool: 0 where true, -inf where false; float: added
+    as it is) plus, with ``is_causal``, -inf above the diagonal. A query row
+    that the bias hides entirely (every entry -inf) attends to nothing and
+    gives zeros, as ATen computes it (``_safe_softmax`` in the math kernel,
+    the CPU flash kernel likewise); a plain Softmax would give NaN there.
+    Which rows those are depends on the mask only, so it is computed once
+    per mask for every layer (see :func:`_attention_bias`).
+    """
     q, k, v = ctx.input("query"), ctx.input("key"), ctx.input("value")
     qt, kt = ctx.type("query"), ctx.type("key")
     rank, dtype = _rank(qt), qt.dtype
@@ -85,20 +94,69 @@ def _attention(ctx: RuleContext) -> None:
     perm = list(range(rank - 2)) + [rank - 1, rank - 2]
     scores = ctx.emit("MatMul", [ctx.emit("Mul", [q, ctx.const(scale, dtype, "scale")]),
                                  ctx.emit("Transpose", [k], perm=perm)])
+    causal = (qt.shape[-2], kt.shape[-2]) if ctx.attr("is_causal") else None
+    bias, hidden = _attention_bias(ctx, causal, dtype)
+    if bias is not None:
+        scores = ctx.emit("Add", [scores, bias])
+    if hidden is None:
+        ctx.final("MatMul", [ctx.emit("Softmax", [scores], axis=-1), v])
+        return
+    attended = ctx.emit("MatMul", [ctx.emit("Softmax", [scores], axis=-1), v])
+    ctx.final("Where", [hidden, ctx.const(0.0, dtype, "zero"), attended])
+
+
+def _attention_bias(ctx: RuleContext, causal: tuple | None, dtype: str) -> tuple[str | None, str | None]:
+    """(bias, hidden rows) of an attention node, each None where there is none.
+
+    ``bias`` (``dtype``, broadcastable to the scores ``[..., L, S]``) is what
+    the scores get added: the mask as a 0 / -inf bias and the causal
+    triangle. ``hidden`` (bool ``[..., L, 1]``) is true for the query rows
+    whose bias is -inf at every key. Both are shared by every node with the
+    same mask, causal sizes and dtype. For finite scores a row is fully -inf
+    after the bias exactly when its bias is, so ``hidden`` is the row set
+    ATen zeroes. The causal triangle alone hides no row (the first key is
+    always visible), so without a mask there is no ``hidden``.
+    """
     mask = ctx.input("attn_mask")
+    if mask is None and causal is None:
+        return None, None
+    key = ("attention bias", mask, causal, dtype)
+    low = ctx.low
+    if key in low.shared:
+        return low.shared[key]
+    bias = None
     if mask is not None:
         mask_type = ctx.type("attn_mask")
-        if mask_type.dtype == "bool":
-            scores = ctx.emit("Add", [scores, _mask_bias(ctx, mask, dtype)])
-        else:
-            scores = ctx.emit("Add", [scores, ctx.cast(mask, mask_type.dtype, dtype)])
-    if ctx.attr("is_causal"):
-        sizes = ctx.low.shape((qt.shape[-2], kt.shape[-2]), ctx.node.name)
-        ones = ctx.emit("ConstantOfShape", [sizes], value=helper.make_tensor("one", ONNX_DTYPES[dtype], [1], [1]))
-        upper = ctx.emit("Equal", [ctx.emit("Trilu", [ones], upper=0), ctx.const(0, dtype, "zero")])
-        causal = ctx.emit("Where", [upper, ctx.const(-math.inf, dtype, "minus_inf"), ctx.const(0, dtype, "zero")])
-        scores = ctx.emit("Add", [scores, causal])
-    ctx.final("MatMul", [ctx.emit("Softmax", [scores], axis=-1), v])
+        bias = (_mask_bias(ctx, mask, dtype) if mask_type.dtype == "bool"
+                else ctx.cast(mask, mask_type.dtype, dtype))
+    if causal is not None:
+        triangle = _causal_bias(ctx, causal, dtype)
+        if bias is None:
+            low.shared[key] = (triangle, None)
+            return low.shared[key]
+        combined = low.fresh(f"{mask}/causal")
+        low.emit("Add", [bias, triangle], [combined], combined)
+        bias = combined
+    low.shared[key] = (bias, _hidden_rows(low, bias, mask, dtype))
+    return low.shared[key]
+
+
+def _hidden_rows(low, bias: str, hint: str, dtype: str) -> str:
+    """bool [..., L, 1]: the rows of ``bias`` that are -inf at every key.
+
+    Visible keys are counted rather than the row maximum taken: the ONNX
+    importer reads ReduceSum back, and a NaN in a float mask keeps its row
+    visible (so NaN comes out, as in ATen).
+    """
+    def step(op_type: str, inputs: list[str], part: str, **attrs) -> str:
+        name = low.fresh(f"{hint}/{part}")
+        low.emit(op_type, inputs, [name], name, **attrs)
+        return name
+
+    hidden_keys = step("Equal", [bias, low.constant(-math.inf, dtype, f"{hint}/minus_inf")], "hidden_keys")
+    visible = step("Cast", [step("Not", [hidden_keys], "visible_keys")], "visible_keys", to=ONNX_DTYPES[dtype])
+    count = step("ReduceSum", [visible, low.constant([-1], "int64", f"{hint}/axes")], "visible_count", keepdims=1)
+    return step("Equal", [count, low.constant(0.0, dtype, f"{hint}/zero")], "hidden_rows")
 
 
 def _mask_bias(ctx: RuleContext, mask: str, dtype: str) -> str:
@@ -111,6 +169,24 @@ def _mask_bias(ctx: RuleContext, mask: str, dtype: str) -> str:
                            low.constant(-math.inf, dtype, f"{mask}/minus_inf")], [name], name)
         low.shared[key] = name
     return ctx.low.shared[key]
+
+
+def _causal_bias(ctx: RuleContext, sizes: tuple, dtype: str) -> str:
+    """[L, S]: 0 on and below the diagonal, -inf above (ATen's top-left aligned triangle)."""
+    low = ctx.low
+    key = ("causal bias", sizes, dtype)
+    if key not in low.shared:
+        hint = f"causal/{sizes[0]}x{sizes[1]}"
+        shape = low.shape(sizes, hint)
+        ones, lower, upper, name = (low.fresh(f"{hint}/{part}") for part in ("ones", "lower", "upper", "bias"))
+        low.emit("ConstantOfShape", [shape], [ones], ones,
+                 value=helper.make_tensor("one", ONNX_DTYPES[dtype], [1], [1]))
+        low.emit("Trilu", [ones], [lower], lower, upper=0)
+        low.emit("Equal", [lower, low.constant(0, dtype, f"{hint}/zero")], [upper], upper)
+        low.emit("Where", [upper, low.constant(-math.inf, dtype, f"{hint}/minus_inf"),
+                           low.constant(0, dtype, f"{hint}/zero")], [name], name)
+        low.shared[key] = name
+    return low.shared[key]
 
 
 def _repeat_heads(ctx: RuleContext, t: str, q_heads, kv_heads, rank: int) -> str:
