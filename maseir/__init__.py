@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = ["MaseIRError", "Graph", "Node", "NumberFormat", "Tensor", "TensorType", "Value",
            "export", "export_pretrained", "save", "load", "to_torch", "show", "check",
-           "to_onnx", "ort_session", "import_onnx"]
+           "to_onnx", "ort_session", "import_onnx", "evaluate"]
 
 
 def export(model, example_inputs=(), **kwargs):
@@ -73,3 +73,10 @@ def check(graph) -> list[str]:
     """Every problem found in a Graph; empty when it is valid."""
     from .validate import check as _check
     return _check(graph)
+
+
+def evaluate(graph, dataset="imdb", split=None, **kwargs) -> dict:
+    """Accuracy, macro-F1, latency and size of a classifier on a dataset split
+    (see maseir.evaluate.evaluate)."""
+    from .evaluate import evaluate as _evaluate
+    return _evaluate(graph, dataset, split, **kwargs)
