@@ -8,6 +8,11 @@
 from .errors import MaseIRError
 from .ir import Graph, Node, NumberFormat, Tensor, TensorType, Value
 
+# Imported now, not inside a wrapper like the others: the module maseir.evaluate shares the
+# function's name, and importing the module later (the CLI does) would rebind maseir.evaluate
+# to the module. It is light: numpy, torch and datasets load only when evaluate() runs.
+from .evaluate import evaluate
+
 __version__ = "0.1.0"
 
 __all__ = ["MaseIRError", "Graph", "Node", "NumberFormat", "Tensor", "TensorType", "Value",
@@ -73,10 +78,3 @@ def check(graph) -> list[str]:
     """Every problem found in a Graph; empty when it is valid."""
     from .validate import check as _check
     return _check(graph)
-
-
-def evaluate(graph, dataset="imdb", split=None, **kwargs) -> dict:
-    """Accuracy, macro-F1, latency and size of a classifier on a dataset split
-    (see maseir.evaluate.evaluate)."""
-    from .evaluate import evaluate as _evaluate
-    return _evaluate(graph, dataset, split, **kwargs)

@@ -199,8 +199,8 @@ def default_split(spec: str) -> str:
 
 def _unknown_dataset(spec: str) -> MaseIRError:
     names = ", ".join(DATASETS)
-    return MaseIRError(f"unknown dataset {spec!r}; use one of {names}, hf:NAME[:CONFIG], or a "
-                       f"{' / '.join(FILE_BUILDERS)} file with text and label columns")
+    return MaseIRError(f"unknown dataset {spec!r}; use one of {names}, hf:NAME[:CONFIG] (a hub or cached "
+                       f"dataset), or a {' / '.join(FILE_BUILDERS)} file with text and label columns")
 
 
 @contextlib.contextmanager
@@ -271,7 +271,9 @@ def _file_builder(spec: str) -> str:
     path = Path(spec)
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
-        if path.exists() or os.sep in spec or "/" in spec:
+        if path.is_dir():
+            raise MaseIRError(f"{spec}: a folder; a folder of data files is opened as hf:{spec}")
+        if path.exists():
             raise MaseIRError(f"{spec}: not a dataset file; a local dataset is a "
                               f"{' / '.join(FILE_BUILDERS)} file")
         raise _unknown_dataset(spec)

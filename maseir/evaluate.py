@@ -108,15 +108,17 @@ def evaluate(graph: Graph | str | os.PathLike, dataset: str = "imdb", split: str
     terminal and the run lasts over a second.
 
     Returns a dict: ``accuracy`` and ``macro_f1`` (fractions), ``examples``,
-    ``label_counts``, ``dataset``, ``source``, ``split``, ``digest`` (of the
-    examples), ``runtime``, ``threads``, ``batch_size``, ``seq_len``,
-    ``batches``, ``latency_ms`` (``median`` and ``p90`` per batch),
-    ``throughput`` (examples/s), ``seconds`` (wall time from the first batch's
-    tokenisation to the last result), ``file_bytes`` (None without a path),
+    ``label_counts``, ``dataset``, ``source``, ``split``, ``split_size``,
+    ``digest`` (of the examples, :meth:`maseir.data.Examples.digest`),
+    ``runtime``, ``threads``, ``batch_size``, ``seq_len``, ``batches``,
+    ``latency_ms`` (``median`` and ``p90`` per batch), ``throughput``
+    (examples/s), ``seconds`` (wall time from the first batch's tokenisation
+    to the last result), ``setup_seconds`` (building the ONNX Runtime session
+    or the torch module), ``file_bytes`` (None without a path),
     ``parameters``, ``bits_per_weight`` (stored) and
-    ``format_bits_per_weight``. With ``return_logits``: also ``predictions``
-    and ``label_ids`` (lists of ints) and ``logits`` (float32 numpy array
-    [examples, classes]).
+    ``format_bits_per_weight`` (both None for a graph without weights). With
+    ``return_logits`` also ``predictions`` and ``label_ids`` (lists of ints)
+    and ``logits`` (float32 numpy array [examples, classes]).
 
     Raises MaseIRError, before any tokenisation or model run, for a bad
     runtime or size, a graph without a logits output or tokenizer, a bad
@@ -143,11 +145,16 @@ def evaluate(graph: Graph | str | os.PathLike, dataset: str = "imdb", split: str
     examples = load_split(dataset, split, limit=limit, seed=seed, text_column=text_column,
                           label_column=label_column)
     targets = label_ids(examples, names, len(names))
+    has_weights = bool(weight_params(graph))
+    bits = round(bits_per_weight(graph), 4) if has_weights else None
+    format_bits = round(format_bits_per_weight(graph), 4) if has_weights else None
 
     batches = encoder.batches(examples.texts, batch_size, targets if encoder.needs_labels else None)
     logits, times = [], []
-    start = time.perf_counter()
+    setup_began = time.perf_counter()
     with _runner(graph, runtime, threads, output) as run, _progress_bar(progress, len(examples)) as bar:
+        setup = time.perf_counter() - setup_began
+        start = time.perf_counter()
         for index, batch in enumerate(batches):
             if index == 0:
                 _call(run, batch, index, runtime)  # warm-up: the first call allocates and plans
@@ -179,10 +186,11 @@ def evaluate(graph: Graph | str | os.PathLike, dataset: str = "imdb", split: str
                        "p90": round(float(np.percentile(np.asarray(ms), 90)), 3)},
         "throughput": round(len(examples) / sum(times), 2),
         "seconds": round(seconds, 3),
+        "setup_seconds": round(setup, 3),
         "file_bytes": file_bytes(path) if path is not None else None,
         "parameters": graph.param_count(),
-        "bits_per_weight": round(bits_per_weight(graph), 4),
-        "format_bits_per_weight": round(format_bits_per_weight(graph), 4),
+        "bits_per_weight": bits,
+        "format_bits_per_weight": format_bits,
     }
     if return_logits:
         result.update(predictions=predictions, label_ids=targets, logits=scores)

@@ -153,6 +153,10 @@ def test_an_edited_file_is_read_again(tmp_path):
 def test_bad_files(tmp_path):
     with pytest.raises(MaseIRError, match="missing.csv: no such file"):
         load_split(str(tmp_path / "missing.csv"))
+    with pytest.raises(MaseIRError, match=r"unknown dataset 'stanfordnlp/imdb'; .*hf:NAME\[:CONFIG\] \(a hub"):
+        load_split("stanfordnlp/imdb")
+    with pytest.raises(MaseIRError, match="a folder; a folder of data files is opened as hf:"):
+        load_split(str(tmp_path))
     (tmp_path / "r.txt").write_text("x")
     with pytest.raises(MaseIRError, match=r"r.txt: not a dataset file; a local dataset is a \.csv / \.jsonl"):
         load_split(str(tmp_path / "r.txt"))

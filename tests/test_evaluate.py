@@ -71,6 +71,14 @@ def test_limit_and_threads_and_digest(graph, work):
     assert again["digest"] == r["digest"] and json.dumps(again)  # plain JSON values
 
 
+def test_maseir_evaluate_stays_the_function(graph, work):
+    import maseir.cli.eval  # noqa: F401  (imports the module maseir.evaluate too)
+    from maseir.evaluate import evaluate as function
+    for _ in range(2):
+        assert maseir.evaluate is function
+        assert maseir.evaluate(graph, str(work / "reviews.csv"), limit=3, seq_len=8)["examples"] == 3
+
+
 def test_graph_with_a_loss_output(tmp_path):
     graph = tiny_text_bert(tmp_path / "m", inputs=("input_ids", "attention_mask", "labels"))
     path = write_rows(tmp_path / "r.jsonl", [{"text": t, "label": y} for t, y in reviews(9)])
