@@ -11,11 +11,16 @@ from .arguments import require_graph, require_path
 from .errors import MaseIRError
 from .ir import Graph, Node, NumberFormat, Tensor, TensorType, Value
 
+# Imported now, not inside a wrapper like the others: the module maseir.evaluate shares the
+# function's name, and importing the module later (the CLI does) would rebind maseir.evaluate
+# to the module. It is light: numpy, torch and datasets load only when evaluate() runs.
+from .evaluate import evaluate
+
 __version__ = "0.1.0"
 
 __all__ = ["MaseIRError", "Graph", "Node", "NumberFormat", "Tensor", "TensorType", "Value",
            "export", "export_pretrained", "save", "load", "to_torch", "show", "check",
-           "to_onnx", "ort_session", "import_onnx"]
+           "to_onnx", "ort_session", "import_onnx", "evaluate"]
 
 
 def export(model, example_inputs=(), **kwargs):

@@ -66,7 +66,7 @@ COMMANDS = {
     "passes-json": (["passes", "--json"], 0),
     "unknown-option": (["show", "a.mir", "--nope"], 2),
     **{f"{name}-help": ([name, "--help"], 0)
-       for name in ("export", "show", "check", "apply", "passes", "diff", "lower", "import", "bench")},
+       for name in ("export", "show", "check", "apply", "passes", "diff", "lower", "import", "bench", "eval")},
 }
 
 

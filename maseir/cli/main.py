@@ -18,8 +18,9 @@ import traceback
 
 from ..errors import MaseIRError
 from . import HelpFormatter, apply, bench, check, diff, export, import_, lower, passes, show
+from . import eval as eval_
 
-COMMANDS = (export, show, check, apply, passes, diff, lower, import_, bench)
+COMMANDS = (export, show, check, apply, passes, diff, lower, import_, bench, eval_)
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
