@@ -116,8 +116,9 @@ def test_count_options_are_checked_by_argparse(files, capsys, option, value, fra
     with pytest.raises(SystemExit) as info:
         main(["bench", files["mlp"], option, value])
     assert info.value.code == 2
-    last = capsys.readouterr().err.splitlines()[-1]
-    assert last.startswith("maseir bench: error: argument") and fragment in last
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1  # one line, like every other bad input
+    assert err.startswith("maseir: error: bench: argument") and fragment in err
 
 
 def test_runtime_has_help(capsys):

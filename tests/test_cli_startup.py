@@ -96,8 +96,10 @@ def test_diff_without_external_data_compares_checksums(files):
 
 def test_unknown_option_is_reported_against_the_subcommand(files):
     result, _ = probe(["show", "a.mir", "--nope"], files)
-    assert result.stderr.startswith("usage: maseir show")
-    assert "unrecognized arguments: --nope" in result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first == "maseir: error: show: unrecognized arguments: --nope (see 'maseir show --help')"
+    result, report = probe(["shw", "a.mir"], files)
+    assert report["code"] == 2 and result.stderr.startswith("maseir: error: argument COMMAND: invalid choice")
 
 
 def test_debug_is_accepted_after_the_subcommand(files):

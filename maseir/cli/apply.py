@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from ..dsl import parse, read_pipeline
@@ -25,7 +24,7 @@ def add_parser(sub) -> None:
                "  maseir apply lab0.pass bert.mir -o bert-nodrop.mir\n"
                "  maseir apply -e 'count linear' bert.mir\n"
                "  maseir apply -e 'remove dropout' -e 'count dropout' bert.mir -o out.mir --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+)
     # Two optional positionals, not nargs="+": --help then names them as the usage line does.
     # With -e, argparse puts the one file given into PIPELINE; _pipeline_and_model sorts that out.
     p.add_argument("pipeline", nargs="?", metavar="PIPELINE",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from ..errors import MaseIRError
@@ -24,7 +23,7 @@ def add_parser(sub) -> None:
                "  maseir bench m.mir --runtime onnxruntime --batch 1 --seq-len 128\n"
                "  maseir bench m.mir --runtime torch --threads 2 --json\n"
                "  maseir bench vit.mir --shape pixel_values=1,3,224,224",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+)
     p.add_argument("model", metavar="MODEL", help="the .mir file")
     p.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime",
                    help="onnxruntime: the ONNX lowering in ONNX Runtime (CPU); torch: the torch.fx "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from ..data import DATASETS, FILE_BUILDERS
@@ -26,7 +25,7 @@ def add_parser(sub) -> None:
                "  maseir eval m.mir --dataset imdb --split test --limit 1000\n"
                "  maseir eval m.mir --limit 1000 --runtime torch --threads 2\n"
                "  maseir eval m.mir --dataset ./my_reviews.csv --text-column review --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+)
     p.add_argument("model", metavar="MODEL", help="the .mir file")
     p.add_argument("--dataset", default="imdb", help="built-in name, hf:NAME[:CONFIG] or a file (default: %(default)s)")
     p.add_argument("--split", default=None,

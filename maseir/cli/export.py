@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
                "  maseir export minilm -o minilm.mir\n"
                "  maseir export ./my-bert --random-init --seed 1 -o r.mir   # folder with only config.json\n"
                "  maseir export minilm --inputs input_ids,attention_mask,labels -o m.mir  # adds the loss",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+)
     p.add_argument("name", metavar="NAME", help="minilm, a model folder, or a hub name")
     p.add_argument("-o", "--output", required=True,
                    help="the .mir file to write (a FIFO or '-' for standard output are written through)")

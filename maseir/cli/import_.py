@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ def add_parser(sub) -> None:
         epilog="examples:\n"
                "  maseir import bert.onnx -o bert.mir\n"
                "  maseir import bert.onnx -o bert.mir --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+)
     p.add_argument("model", metavar="MODEL", help="the .onnx file")
     p.add_argument("-o", "--output", required=True,
                    help="the .mir file to write (a FIFO or '-' for standard output are written through)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -23,7 +22,7 @@ def add_parser(sub) -> None:
         epilog="examples:\n"
                "  maseir lower m.mir --to onnx -o m.onnx\n"
                "  maseir lower m.mir --to onnx -o m.onnx --external-data-threshold 1024",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+)
     p.add_argument("model", metavar="MODEL", help="the .mir file")
     p.add_argument("--to", required=True, choices=TARGETS, help="target format")
     p.add_argument("-o", "--output", required=True,

@@ -26,10 +26,25 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 
+class _OneLineErrors:
+    """argparse parsers whose usage errors are one line, ``maseir: error: ...``, exit 2,
+    like every other bad input (argparse's own form is the usage text, then the error)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("maseir").strip()
+        where = f"{command}: " if command else ""
+        hint = f"maseir {command} --help" if command else "maseir --help"
+        self.exit(EXIT_USAGE, f"maseir: error: {where}{message} (see '{hint}')\n")
+
+
+class _Parser(_OneLineErrors, argparse.ArgumentParser):
+    pass
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``maseir`` parser and each subcommand's parser by name."""
     from .. import __version__
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="maseir",
         description="Export, inspect and rewrite ML models as Mase IR (.mir) files.",
         epilog="examples:\n"
@@ -43,7 +58,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"maseir {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     # SUPPRESS: a subcommand's --debug only sets the flag, never resets the top-level one.
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks for errors")
@@ -55,11 +70,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 
 def _subparser_class(common: argparse.ArgumentParser):
-    class SubcommandParser(argparse.ArgumentParser):
+    class SubcommandParser(_OneLineErrors, argparse.ArgumentParser):
         """A subcommand's parser: takes --debug too and wraps its help text."""
 
         def __init__(self, *args, **kwargs):
-            kwargs["formatter_class"] = HelpFormatter  # over any a module asks for: one style
+            kwargs.setdefault("formatter_class", HelpFormatter)
             kwargs["parents"] = [*kwargs.get("parents", ()), common]
             super().__init__(*args, **kwargs)
     return SubcommandParser
