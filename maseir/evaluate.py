@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +25,9 @@ from pathlib import Path
 from .data import Encoder, default_split, head_labels, label_ids, load_split, logits_output
 from .errors import MaseIRError
 from .ir import DTYPE_ITEMSIZE, Graph
+from .progress import progress_bar
+from .runtime import RUNTIMES
 
-RUNTIMES = ("onnxruntime", "torch")
 
 _FORMAT_BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
 
@@ -152,7 +152,8 @@ def evaluate(graph: Graph | str | os.PathLike, dataset: str = "imdb", split: str
     batches = encoder.batches(examples.texts, batch_size, targets if encoder.needs_labels else None)
     logits, times = [], []
     setup_began = time.perf_counter()
-    with _runner(graph, runtime, threads, output) as run, _progress_bar(progress, len(examples)) as bar:
+    with _runner(graph, runtime, threads, output) as run, \
+            progress_bar(total=len(examples), desc="eval", unit="ex", enabled=progress) as bar:
         setup = time.perf_counter() - setup_began
         start = time.perf_counter()
         for index, batch in enumerate(batches):
@@ -240,24 +241,3 @@ def _call(run, batch: dict, index: int, runtime: str):
         shape = "x".join(str(d) for d in batch["input_ids"].shape)
         raise MaseIRError(f"the model cannot run batch {index} ({shape} tokens) with {runtime}: "
                           f"{first[:300]}") from None
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-
-def _progress_bar(progress: bool | None, total: int):
-    if progress is False or (progress is None and not sys.stderr.isatty()):
-        return _NoBar()
-    from tqdm import tqdm
-
-    # delay: a run shorter than a second never draws a bar
-    return tqdm(total=total, unit="ex", file=sys.stderr, leave=False, dynamic_ncols=True,
-                delay=0 if progress else 1.0, desc="eval")

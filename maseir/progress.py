@@ -29,11 +29,11 @@ class _Silent:
 
 
 def progress_bar(*, total: int, desc: str, unit: str = "it", enabled: bool | None = None):
-    """A tqdm bar of ``total`` units, or a silent stand-in; ``enabled`` None means
-    "when stderr is a terminal"."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
+    """A tqdm bar of ``total`` units on stderr, or a silent stand-in. ``enabled``
+    None means "when stderr is a terminal", and then a run shorter than a second
+    draws no bar at all."""
+    if enabled is False or (enabled is None and not sys.stderr.isatty()):
         return _Silent()
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,
+                delay=0 if enabled else 1.0)

@@ -21,6 +21,7 @@ a fixed thread count).
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """The trained graph and what the run measured: the loss curve as (optimizer
-    step, mean loss since the previous point), examples/s and wall seconds."""
+    step, mean loss since the previous point), examples/s and wall seconds.
+    ``first_loss`` is the first batch's loss, ``final_loss`` the mean over the
+    last ``log_every`` optimizer steps' batches."""
 
     graph: Graph
     steps: int
@@ -135,7 +138,8 @@ def train(graph: Graph, batches: Callable[[np.ndarray], Iterator[Batch]], n_exam
             rng = np.random.default_rng(config.seed)
             curve: list[tuple[int, float]] = []
             window: list[float] = []
-            first = last = float("nan")
+            recent: collections.deque = collections.deque(maxlen=log_every * config.grad_accum)
+            first = float("nan")
             step = seen = 0
             bar = progress_bar(total=total_steps, desc="finetune", unit="step", enabled=progress)
             start = time.perf_counter()
@@ -152,23 +156,25 @@ def train(graph: Graph, batches: Callable[[np.ndarray], Iterator[Batch]], n_exam
                     value = float(loss.detach())
                     first = value if math.isnan(first) else first
                     window.append(value)
+                    recent.append(value)
                     seen += len(labels)
                     pending += 1
                     if pending == config.grad_accum:
                         step = _step(optimizer, schedule, learn, config.max_grad_norm, step)
                         pending = 0
                         if step % log_every == 0 or step == total_steps:
-                            last = _log(curve, window, step)
+                            _log(curve, window, step)
                         bar.update(1)
-                        bar.set_postfix(loss=f"{last:.4f}", ex_s=f"{seen / (time.perf_counter() - start):.1f}")
+                        bar.set_postfix(loss=f"{np.mean(recent):.4f}",
+                                        ex_s=f"{seen / (time.perf_counter() - start):.1f}")
                 if pending:  # the last, partial accumulation of the epoch
                     step = _step(optimizer, schedule, learn, config.max_grad_norm, step)
-                    last = _log(curve, window, step)
                     bar.update(1)
             seconds = time.perf_counter() - start
             bar.close()
             if window:
-                last = _log(curve, window, step)
+                _log(curve, window, step)
+            last = float(np.mean(recent))
             new = graph.copy()
             for name in trainable:
                 if name in params:

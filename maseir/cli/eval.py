@@ -7,6 +7,7 @@ import json
 from ..data import DATASETS, FILE_BUILDERS
 from ..runtime import RUNTIMES
 from . import load_valid
+from .arguments import positive_int
 
 
 def add_parser(sub) -> None:
@@ -30,12 +31,12 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", default="imdb", help="built-in name, hf:NAME[:CONFIG] or a file (default: %(default)s)")
     p.add_argument("--split", default=None,
                    help="split to evaluate (default: test where the dataset has one, else its only split)")
-    p.add_argument("--limit", type=int, default=None, help="the first N examples of the split (default: all)")
-    p.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: %(default)s)")
-    p.add_argument("--seq-len", type=int, default=128,
+    p.add_argument("--limit", type=positive_int, default=None, help="the first N examples of the split (default: all)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="examples per batch (default: %(default)s)")
+    p.add_argument("--seq-len", type=positive_int, default=128,
                    help="truncate each text to this many tokens (default: %(default)s)")
     p.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime", help="(default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the usable cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: the usable cores)")
     p.add_argument("--text-column", default=None, help="column holding the text (default: text)")
     p.add_argument("--label-column", default=None, help="column holding the label (default: label)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

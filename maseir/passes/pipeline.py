@@ -54,7 +54,8 @@ def run_pipeline(graph: Graph, pipeline: Pipeline, *, seed: int = 0,
         out_digest = digest(result.graph)
         text = print_step(step.step)
         current = result.graph.copy()
-        current.history.append(HistoryEntry(text, current_digest, out_digest, producer()))
+        current.history.append(HistoryEntry(text, current_digest, out_digest, producer(),
+                                            tuple(sorted((k, str(v)) for k, v in result.details.items()))))
         outcome = StepOutcome(index, text, result.summary, result.report, out_digest != current_digest,
                               current_digest, out_digest)
         outcomes.append(outcome)

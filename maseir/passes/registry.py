@@ -60,11 +60,15 @@ class StepArgs:
 
 @dataclass
 class PassResult:
-    """A pass's output graph, a JSON-able report, and the one-line summary ``apply`` prints."""
+    """A pass's output graph, a JSON-able report, and the one-line summary ``apply`` prints.
+
+    ``details`` go into the step's history entry in the file: what, beyond the
+    step's text, makes it reproducible (a finetune's dataset and its digest)."""
 
     graph: Graph
     report: dict
     summary: str
+    details: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
