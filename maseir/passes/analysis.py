@@ -29,21 +29,33 @@ def report(graph: Graph, args: StepArgs) -> PassResult:
         fmt = str(tensor.type.format) if tensor.type.format else tensor.type.dtype
         by_format[fmt] += tensor.nbytes
     elements = graph.param_count()
-    trainable = sum(t.type.numel() for t in graph.params.values() if t.trainable)
+    parameters, trainable = parameter_counts(graph)
     total_bytes = sum(by_format.values())
     result = {
         "nodes": len(graph.nodes),
         "ops": op_histogram(graph),
         "params": len(graph.params),
         "elements": elements,
+        "parameters": parameters,
+        "trainable_parameters": trainable,
         "trainable_elements": trainable,
         "bytes": total_bytes,
         "bytes_by_format": dict(sorted(by_format.items())),
     }
     formats = ", ".join(f"{k} {_size(v)}" for k, v in sorted(by_format.items()))
-    summary = (f"{len(graph.nodes)} nodes, {elements:,} parameters ({trainable:,} trainable), "
+    summary = (f"{len(graph.nodes)} nodes, {parameters:,} parameters ({trainable:,} trainable), "
                f"{_size(total_bytes)}: {formats}")
     return PassResult(graph, result, summary)
+
+
+def parameter_counts(graph: Graph) -> tuple[int, int]:
+    """(parameters, trainable parameters): elements of the params that hold learnable
+    numbers (floating point, or stored in a number format), each param counted once;
+    integer index buffers (position ids) are not parameters."""
+    weights = [t for t in graph.params.values()
+               if t.type.format is not None or t.type.dtype.startswith(("float", "bfloat"))]
+    return (sum(t.type.numel() for t in weights),
+            sum(t.type.numel() for t in graph.params.values() if t.trainable))
 
 
 def _size(n: int) -> str:
@@ -56,5 +68,6 @@ def _size(n: int) -> str:
 
 register(PassSpec("count", count, "count the nodes of an op, or of every op without one",
                   objects=OP, object_help="an op name (spec/ops.md); omit for a histogram", analysis=True))
-register(PassSpec("report", report, "summarise ops, parameters, trainable parameters and bytes by number format",
+register(PassSpec("report", report, "summarise ops, parameters (each counted once; index buffers apart), "
+                  "trainable parameters and bytes by number format",
                   analysis=True))

@@ -151,8 +151,8 @@ def insert_lora(graph: Graph, selection: Selection, config: LoRAConfig, seed: in
     new.nodes = nodes
     new.outputs = [replacement.get(o, o) for o in new.outputs]
     _freeze(new, config.train_head)
-    trainable = sum(t.type.numel() for t in new.params.values() if t.trainable)
-    total = new.param_count()
+    from .analysis import parameter_counts
+    total, trainable = parameter_counts(new)
     report = {"adapted": len(inserted), "rank": config.rank, "alpha": config.alpha, "scale": config.scale,
               "layers": list(inserted), "trainable_parameters": trainable, "parameters": total,
               "head": [n.name for n in head_nodes(new)] if config.train_head else []}
