@@ -25,6 +25,9 @@ def to_numpy(tensor: Tensor) -> np.ndarray:
     Raises GraphError for a tensor read without its bytes."""
     if tensor.data is None:
         raise GraphError(f"tensor {tensor.name}: the graph was read without its weights")
+    from .formats import decode, is_stored_as_codes
+    if is_stored_as_codes(tensor.type.format):
+        return decode(tensor.data, tensor.type)
     shape = [int(d) for d in tensor.type.shape]
     dtype = tensor.type.dtype
     if dtype == "bfloat16":

@@ -49,11 +49,13 @@ AttrValue = Union[int, float, str, bool, tuple, Sym, DType]
 
 @dataclass(frozen=True)
 class NumberFormat:
-    """How a value's numbers are represented.
+    """How a value's numbers are represented (the rounding rules: maseir/formats.py).
 
     kind is one of ``float32``, ``float16``, ``bfloat16``, ``fixed`` (signed
-    fixed point ``fixed<width,frac>``) and ``int`` (signed integer of width
-    bits times scale). Minifloat and block floating point are reserved in the
+    fixed point ``fixed<width,frac>``; per channel with ``fracs``, one frac
+    per slice along ``axis``), ``int`` (signed integer of width bits times
+    scale) and ``dynamic`` (quantized at run time from the value's own range,
+    ``width`` bits). Minifloat and block floating point are reserved in the
     file format for later.
     """
 
@@ -61,12 +63,18 @@ class NumberFormat:
     width: int = 0
     frac: int = 0
     scale: float = 0.0
+    fracs: tuple[int, ...] = ()
+    axis: int = 0
 
     def __str__(self) -> str:
         if self.kind == "fixed":
+            if self.fracs:
+                return f"fixed<{self.width},ch{self.axis}:{min(self.fracs)}..{max(self.fracs)}>"
             return f"fixed<{self.width},{self.frac}>"
         if self.kind == "int":
             return f"int<{self.width},scale={self.scale!r}>"
+        if self.kind == "dynamic":
+            return f"dynamic<{self.width}>"
         return self.kind
 
 
@@ -200,8 +208,10 @@ class Tensor:
         return new
 
     def expected_nbytes(self) -> int:
-        """Bytes the tensor's type takes: elements times the dtype's size."""
-        return self.type.numel() * DTYPE_ITEMSIZE[self.type.dtype]
+        """Bytes the tensor's type takes: elements times the dtype's size, or the
+        container of its codes for a fixed-point format (maseir.formats.stored_nbytes)."""
+        from .formats import stored_nbytes
+        return stored_nbytes(self.type)
 
     @property
     def has_data(self) -> bool:

@@ -311,6 +311,8 @@ register("bitwise_not", "bitwise_not.default", "~self (logical not on bool)")
 register("where", "where.self", "other where not condition, else self")
 register("masked_fill", "masked_fill.Scalar", "self with value where mask is true")
 register("to", "to.dtype", "self converted to dtype")
+register("quantize", "clone.default", "self rounded to its output value's number format (maseir/formats.py): "
+         "the quantize step of a fixed-point or dynamic activation; an identity in a float format")
 
 # Reductions
 register("mean", "mean.dim", "mean over dims")

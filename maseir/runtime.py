@@ -58,6 +58,9 @@ class OrtRunner:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 4  # errors reach the user as one line, not as ORT logs
+        # ORT fuses a weight-only DequantizeLinear -> MatMul into MatMulNBits, which by default (level 4)
+        # rounds the activations to int8 too; level 0 keeps them float, so ORT computes what the graph says.
+        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
         opset = opset or DEFAULT_OPSET
         providers = ["CPUExecutionProvider"]
         if sum(t.nbytes for t in graph.params.values()) < 1_500_000_000:

@@ -17,6 +17,7 @@ from .ir import DType, Graph, HistoryEntry, Node, NumberFormat, Sym, Tensor, Ten
 _FORMAT_KINDS = {
     "float32": pb.NumberFormat.FLOAT32, "float16": pb.NumberFormat.FLOAT16,
     "bfloat16": pb.NumberFormat.BFLOAT16, "fixed": pb.NumberFormat.FIXED, "int": pb.NumberFormat.INTEGER,
+    "dynamic": pb.NumberFormat.DYNAMIC,
 }
 _FORMAT_NAMES = {v: k for k, v in _FORMAT_KINDS.items()}
 
@@ -69,6 +70,9 @@ def _type(msg, t: TensorType) -> None:
         f = t.format
         msg.format.kind = _FORMAT_KINDS[f.kind]
         msg.format.width, msg.format.frac, msg.format.scale = f.width, f.frac, f.scale
+        if f.fracs:
+            msg.format.fracs.extend(f.fracs)
+            msg.format.axis = f.axis
 
 
 def _dim(msg, d) -> None:
@@ -152,8 +156,20 @@ def _type_of(msg) -> TensorType:
         f = msg.format
         if f.kind not in _FORMAT_NAMES:
             raise ValueError(f"number format kind {f.kind} is not supported by this version")
-        fmt = NumberFormat(_FORMAT_NAMES[f.kind], f.width, f.frac, f.scale)
+        fmt = NumberFormat(_FORMAT_NAMES[f.kind], f.width, f.frac, f.scale, tuple(f.fracs), f.axis)
+        _check_format(fmt, msg)
     return TensorType(msg.dtype, tuple(_dim_of(d) for d in msg.shape), fmt)
+
+
+def _check_format(fmt: NumberFormat, msg) -> None:
+    """A format a file may hold: fixed/int widths 2..16, fracs one per channel of the axis."""
+    if fmt.kind in ("fixed", "int", "dynamic") and not 2 <= fmt.width <= 16:
+        raise ValueError(f"number format {fmt.kind} of width {fmt.width} is not supported")
+    if fmt.fracs:
+        shape = list(msg.shape)
+        if fmt.kind != "fixed" or not 0 <= fmt.axis < len(shape) or shape[fmt.axis].WhichOneof("kind") != "size" \
+                or shape[fmt.axis].size != len(fmt.fracs):
+            raise ValueError(f"per-channel format with {len(fmt.fracs)} fracs does not fit axis {fmt.axis}")
 
 
 def _dim_of(msg):

@@ -178,8 +178,8 @@ def train(graph: Graph, batches: Callable[[np.ndarray], Iterator[Batch]], n_exam
             new = graph.copy()
             for name in trainable:
                 if name in params:
-                    old = graph.params[name]
-                    new.params[name] = tensors.to_ir(name, params[name].detach(), True).replace(
+                    old = graph.params[name]  # a quantized weight is stored in its format again (QAT)
+                    new.params[name] = tensors.to_ir(name, params[name].detach(), True, old.type.format).replace(
                         annotations=old.annotations)
     finally:
         torch.set_num_threads(previous_threads)

@@ -27,9 +27,8 @@ def value_for(arg: ArgSpec):
         return st.sampled_from(arg.choices) if arg.choices else (words | strings)
     lo = arg.min if arg.min is not None else -1e6
     hi = arg.max if arg.max is not None else 1e6
-    if arg.type == "int":
-        return st.integers(int(lo), int(hi))
-    return st.floats(lo, hi, allow_nan=False)
+    numbers = st.integers(int(lo), int(hi)) if arg.type == "int" else st.floats(lo, hi, allow_nan=False)
+    return numbers | st.sampled_from(arg.words) if arg.words else numbers
 
 
 @st.composite

@@ -106,11 +106,12 @@ def test_bits_per_weight_come_from_the_stored_bytes(graph):
     total = sum(half.params[n].type.numel() for n in names)
     n16 = old.type.numel()
     assert bits_per_weight(half) == pytest.approx((16 * n16 + 32 * (total - n16)) / total)
-    fixed = graph.copy()  # a format narrower than its storage: stored bits stay 32, format bits drop
-    fixed.params[name] = Tensor(name, TensorType("float32", old.type.shape, NumberFormat("fixed", 8, 4)),
-                                old.data)
-    assert bits_per_weight(fixed) == 32.0
-    assert format_bits_per_weight(fixed) == pytest.approx((8 * n16 + 32 * (total - n16)) / total)
+    from maseir import tensors
+    for width, stored in ((8, 8), (4, 4), (12, 16)):  # fixed point stores its codes: int8, int4 packed, int16
+        fixed = graph.copy()
+        fixed.params[name] = tensors.to_ir(name, tensors.to_torch(old), True, NumberFormat("fixed", width, 4))
+        assert bits_per_weight(fixed) == pytest.approx((stored * n16 + 32 * (total - n16)) / total)
+        assert format_bits_per_weight(fixed) == pytest.approx((width * n16 + 32 * (total - n16)) / total)
 
 
 def test_errors_come_before_any_work(graph, work, tiny_bert, monkeypatch, tmp_path):

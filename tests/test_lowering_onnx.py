@@ -263,10 +263,10 @@ def test_symbolic_sizes_are_read_once_per_dim(tiny_bert):
 # --- number formats ------------------------------------------------------------------
 def _with_formats(graph, param_formats=None, value_formats=None):
     graph = graph.copy()
-    for name, fmt in (param_formats or {}).items():
+    from maseir import tensors
+    for name, fmt in (param_formats or {}).items():  # a fixed-point param stores its codes
         tensor = graph.params[name]
-        graph.params[name] = maseir.Tensor(name, dataclasses.replace(tensor.type, format=fmt), tensor.data,
-                                           tensor.trainable)
+        graph.params[name] = tensors.to_ir(name, tensors.to_torch(tensor), tensor.trainable, fmt)
     for node in graph.nodes:
         node.outputs = [maseir.Value(v.name, dataclasses.replace(v.type, format=value_formats[v.name]))
                         if v.name in (value_formats or {}) else v for v in node.outputs]
@@ -292,7 +292,7 @@ def test_fixed_point_formats_round_weights_and_values(width, frac):
     stored = {t.name: t.data_type for t in onnx_model.graph.initializer}
     container = {4: onnx.TensorProto.INT4, 6: onnx.TensorProto.INT8, 8: onnx.TensorProto.INT8,
                  16: onnx.TensorProto.INT16}[width]
-    assert stored["0.weight/quantized"] == container  # weights stored as integers
+    assert stored["0.weight/codes"] == container  # weights stored as integers
     x = torch.randn(5, 8) * 4
     with torch.no_grad():
         hidden = _fixed(F.linear(x, _fixed(model[0].weight, width, frac), model[0].bias), width, frac)

@@ -3,7 +3,11 @@
 ``to_torch(graph)`` gives a module called with the graph's inputs in order,
 returning the graph's output (a tuple when there are several). Its
 parameters carry the IR param names with ``requires_grad = trainable``, so it
-trains; ops whose behaviour follows the module mode (dropout, attention
+trains. Values and params with a number format are rounded to it where they
+are computed or read (``maseir.formats.fake_quantize``: the format's exact
+rounding forward, a straight-through gradient backward, so training a
+quantized graph is quantization-aware training); a fixed-point param's
+parameter holds its real values (codes times the step); ops whose behaviour follows the module mode (dropout, attention
 dropout, batch norm) are small submodules under ``_ops`` so switching the
 module between train and eval mode reaches them.
 """
@@ -15,7 +19,7 @@ import operator
 import torch
 from torch import fx, nn
 
-from .. import ops, tensors
+from .. import formats, ops, tensors
 from ..ir import Graph
 
 aten = torch.ops.aten
@@ -53,13 +57,21 @@ def to_torch(graph: Graph) -> fx.GraphModule:
             sizes[dim] = fx_graph.call_function(aten.sym_size.int, (env[source], axis))
         return sizes[dim]
 
+    def rounded(node: fx.Node, type_) -> fx.Node:
+        """``node`` rounded to ``type_``'s number format (fake quantization, STE)."""
+        if not formats.needs_rounding(type_):
+            return node
+        return fx_graph.call_function(formats.fake_quantize_as, (node, *formats.format_args(type_.format)))
+
     def value_of(name: str):
         if not name:
             return None
-        if name not in env:  # a param, read where first used
-            env[name] = fx_graph.get_attr(name)
+        if name not in env:  # a param, read where first used: in its format, so QAT trains through it
+            env[name] = rounded(fx_graph.get_attr(name), graph.params[name].type)
         return env[name]
 
+    for value in graph.inputs:
+        env[value.name] = rounded(env[value.name], value.type)
     for name, tensor in graph.params.items():
         _install(root, name, _as_module_state(tensor))
     used_modules = 0
@@ -77,10 +89,11 @@ def to_torch(graph: Graph) -> fx.GraphModule:
             result = fx_graph.call_function(overload, args, kwargs)
         result.name = _identifier(node.name)
         if len(node.outputs) == 1:
-            env[node.outputs[0].name] = result
+            result.meta["maseir_value"] = node.outputs[0].name  # the op's own result, before its format
+            env[node.outputs[0].name] = rounded(result, node.outputs[0].type)
         else:
             for i, out in enumerate(node.outputs):
-                env[out.name] = fx_graph.call_function(operator.getitem, (result, i))
+                env[out.name] = rounded(fx_graph.call_function(operator.getitem, (result, i)), out.type)
     outputs = [value_of(n) for n in graph.outputs]
     fx_graph.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
     module = fx.GraphModule(root, fx_graph, class_name="MaseIRModule")

@@ -22,7 +22,9 @@ OP = "op"
 
 @dataclass(frozen=True)
 class ArgSpec:
-    """One argument of a pass: ``type`` is int, float, str, bool or list (of words)."""
+    """One argument of a pass: ``type`` is int, float, str, bool or list (of words).
+
+    ``words`` are names an int or float argument also takes (``frac=auto``)."""
 
     name: str
     type: str
@@ -31,9 +33,10 @@ class ArgSpec:
     min: float | None = None
     max: float | None = None
     choices: tuple[str, ...] | None = None
+    words: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        parts = [self.type]
+        parts = [self.type + "".join(f" or {w}" for w in self.words)]
         if self.choices:
             parts.append("one of " + "|".join(self.choices))
         if self.min is not None or self.max is not None:
@@ -217,16 +220,18 @@ def _convert(arg: ArgSpec, value: ArgValue) -> tuple[str | None, Any]:
         return None, tuple(items)
     if isinstance(value, tuple):
         return f"expected one {arg.type}, got a list", None
+    if isinstance(value, str) and value in arg.words:
+        return None, value
     if arg.type == "bool":
         if value in ("true", "false"):
             return None, value == "true"
         return "expected true or false", None
     if arg.type == "int":
         if not isinstance(value, int):
-            return f"expected an integer, got {_kind(value)}", None
+            return f"expected an integer{''.join(f' or {w}' for w in arg.words)}, got {_kind(value)}", None
     elif arg.type == "float":
         if not isinstance(value, (int, float)):
-            return f"expected a number, got {_kind(value)}", None
+            return f"expected a number{''.join(f' or {w}' for w in arg.words)}, got {_kind(value)}", None
         value = float(value)
     elif arg.type == "str":
         if not isinstance(value, str):

@@ -29,7 +29,7 @@ ONNX_DTYPES = {
     "float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
     "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
     "int16": TensorProto.INT16, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8,
-    "bool": TensorProto.BOOL,
+    "bool": TensorProto.BOOL, "int4": TensorProto.INT4,
 }
 
 
@@ -63,9 +63,9 @@ def format_rule(kind: str) -> Callable:
 
 
 def needs_format(type_: TensorType) -> bool:
-    """Whether ``type_``'s number format rounds values beyond its dtype."""
-    fmt = type_.format
-    return fmt is not None and fmt.kind != type_.dtype
+    """Whether ``type_``'s number format rounds values beyond its dtype (maseir.formats.needs_rounding)."""
+    from ...formats import needs_rounding
+    return needs_rounding(type_)
 
 
 # --- constants --------------------------------------------------------------------

@@ -167,6 +167,12 @@ def _to(ctx: RuleContext) -> None:
         ctx.final("Cast", [x], to=ONNX_DTYPES[target])
 
 
+@onnx_rule("quantize")
+def _quantize(ctx: RuleContext) -> None:
+    """An identity: the output value's format rule does the rounding (QuantizeLinear/DequantizeLinear)."""
+    ctx.identity(ctx.input("self"))
+
+
 # --- reductions ---------------------------------------------------------------------
 def _reduction(name: str, onnx_op: str) -> None:
     @onnx_rule(name)

@@ -1,20 +1,29 @@
-"""Number formats in ONNX (``@format_rule(kind)``).
+"""Number formats in ONNX (``@format_rule(kind)``), by the rules of maseir/formats.py.
 
-A value whose format differs from its dtype's (``float32`` data in
-``fixed<8,4>``) is rounded through the format: fixed point and scaled
-integers as QuantizeLinear/DequantizeLinear (weights stored as integers),
-float formats as a Cast round trip.
+- Float formats narrower than the dtype: a Cast there and back.
+- Fixed point and scaled integers, on a param: the param's stored codes become
+  an integer initializer (int8, int16, or int4 packed two per byte: the same
+  bytes the .mir holds) and one DequantizeLinear (per channel: a 1-D scale
+  and ``axis``) gives the real values.
+- Fixed point and scaled integers, on an activation: QuantizeLinear then
+  DequantizeLinear, both rounding half to even like maseir.formats.codes.
+  Widths up to 8 use unsigned 8-bit with zero point 128: a signed code q is
+  the unsigned code q + 128 on the same scale, so the values are exactly the
+  signed fixed-point ones, and ONNX Runtime's fast integer kernels (u8
+  activations x s8 weights) apply; a width below 8 is clipped to its range
+  first. Wider ones use int16 with zero point 0.
+- ``dynamic<8>``: DynamicQuantizeLinear then DequantizeLinear.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 from onnx import TensorProto, helper
 
+from ... import formats
 from ...errors import UnsupportedOpError
 from ...ir import NumberFormat, Tensor, TensorType
 from .context import ONNX_DTYPES, Lowering, _tensor_proto, format_rule
+
 
 def _float_format(low: Lowering, src, dst: str, type_: TensorType, param: Tensor | None) -> None:
     """A float format narrower than the dtype: round through it with a Cast there and back."""
@@ -29,48 +38,78 @@ def _float_format(low: Lowering, src, dst: str, type_: TensorType, param: Tensor
 for _kind in ("float32", "float16", "bfloat16"):
     format_rule(_kind)(_float_format)
 
-_CONTAINERS = ((4, TensorProto.INT4), (8, TensorProto.INT8), (16, TensorProto.INT16))
+
+def scale_and_zero(low: Lowering, fmt: NumberFormat, dtype: str, container: str, hint: str,
+                   zero_point: int = 0) -> tuple[str, str, dict]:
+    """The scale and zero-point initializers of ``fmt`` (1-D per channel) and the
+    ``axis`` attribute QuantizeLinear/DequantizeLinear need for it."""
+    step = formats.scale(fmt)
+    if isinstance(step, tuple):
+        scale = low.constant(list(step), dtype, f"{hint}/scale")
+        zero = low.fresh(f"{hint}/zero_point")
+        low.initializers.append(helper.make_tensor(zero, ONNX_DTYPES[container], [len(step)], [zero_point] * len(step)))
+        return scale, zero, {"axis": fmt.axis}
+    scale = low.constant(step, dtype, f"{hint}/scale")
+    key = ("zero point", container, zero_point)
+    if key not in low.shared:
+        zero = low.fresh(f"zero_point/{container}/{zero_point}")
+        low.initializers.append(helper.make_tensor(zero, ONNX_DTYPES[container], [], [zero_point]))
+        low.shared[key] = zero
+    return scale, low.shared[key], {}
 
 
-def _integer_grid(low: Lowering, src, dst: str, type_: TensorType, param: Tensor | None,
-                  width: int, scale: float) -> None:
-    """q = clamp(round_half_even(x / scale), -2^(w-1), 2^(w-1)-1), x' = q * scale, as
-    QuantizeLinear/DequantizeLinear on the smallest integer container (Clip first when
-    the width is not a container's); weights are stored as the integers."""
+def stored_codes(low: Lowering, param: Tensor, name: str) -> str:
+    """An integer initializer holding ``param``'s codes as stored (no copy of their meaning)."""
+    fmt = param.type.format
+    container = formats.onnx_container(fmt.width)
+    proto = TensorProto()
+    proto.name = name
+    proto.data_type = ONNX_DTYPES[container]
+    proto.dims.extend(int(d) for d in param.type.shape)
+    low.weights.append((proto, param.data))
+    return name
+
+
+def _integer_grid(low: Lowering, src, dst: str, type_: TensorType, param: Tensor | None) -> None:
     fmt = type_.format
-    container = next(((bits, kind) for bits, kind in _CONTAINERS if width <= bits), None)
-    if container is None or width < 2:
-        raise UnsupportedOpError(f"{dst}: number format {fmt} needs a {width}-bit integer; "
-                                 "ONNX QuantizeLinear has 4, 8 and 16-bit containers")
-    bits, kind = container
-    lo, hi = -(2 ** (width - 1)), 2 ** (width - 1) - 1
-    scale_name = low.constant(scale, type_.dtype, f"{dst}/scale")
-    zero = low.fresh(f"{dst}/zero_point")
-    low.initializers.append(helper.make_tensor(zero, kind, [], [0]))
     if param is not None:
-        x = torch.as_tensor(np.frombuffer(param.data, dtype=np.uint8).copy()).view(
-            getattr(torch, type_.dtype)).float().reshape([int(d) for d in type_.shape])
-        q = torch.clamp(torch.round(x / np.float32(scale)), lo, hi).to(torch.int64)
-        stored = low.fresh(f"{dst}/quantized")
-        low.initializers.append(helper.make_tensor(stored, kind, list(q.shape), q.reshape(-1).tolist()))
-    else:
-        if width < bits:
+        codes = stored_codes(low, param, low.fresh(f"{dst}/codes"))
+        scale, zero, axis = scale_and_zero(low, fmt, type_.dtype, formats.onnx_container(fmt.width), dst)
+        low.emit("DequantizeLinear", [codes, scale, zero], [dst], low.fresh(f"{dst}/DequantizeLinear"), **axis)
+        return
+    qmin, qmax = formats.grid(fmt)
+    if fmt.fracs:
+        raise UnsupportedOpError(f"{dst}: per-channel formats are for weights; an activation's format is per tensor")
+    if fmt.width <= 8:
+        container, zero_point = "uint8", 128
+        if fmt.width < 8:  # the grid is narrower than the container's: saturate first
+            step = formats.scale(fmt)
             clipped = low.fresh(f"{dst}/Clip")
-            low.emit("Clip", [src, low.constant(lo * scale, type_.dtype, f"{dst}/min"),
-                              low.constant(hi * scale, type_.dtype, f"{dst}/max")], [clipped], clipped)
+            low.emit("Clip", [src, low.constant(qmin * step, type_.dtype, f"{dst}/min"),
+                              low.constant(qmax * step, type_.dtype, f"{dst}/max")], [clipped], clipped)
             src = clipped
-        stored = low.fresh(f"{dst}/QuantizeLinear")
-        low.emit("QuantizeLinear", [src, scale_name, zero], [stored], stored)
-    low.emit("DequantizeLinear", [stored, scale_name, zero], [dst], low.fresh(f"{dst}/DequantizeLinear"))
+    else:
+        container, zero_point = "int16", 0
+        if fmt.width < 16:
+            step = formats.scale(fmt)
+            clipped = low.fresh(f"{dst}/Clip")
+            low.emit("Clip", [src, low.constant(qmin * step, type_.dtype, f"{dst}/min"),
+                              low.constant(qmax * step, type_.dtype, f"{dst}/max")], [clipped], clipped)
+            src = clipped
+    scale, zero, _ = scale_and_zero(low, fmt, type_.dtype, container, dst, zero_point)
+    quantized = low.fresh(f"{dst}/QuantizeLinear")
+    low.emit("QuantizeLinear", [src, scale, zero], [quantized], quantized)
+    low.emit("DequantizeLinear", [quantized, scale, zero], [dst], low.fresh(f"{dst}/DequantizeLinear"))
 
 
-@format_rule("fixed")
-def _fixed(low, src, dst, type_, param) -> None:
-    fmt: NumberFormat = type_.format
-    _integer_grid(low, src, dst, type_, param, fmt.width, 2.0 ** -fmt.frac)
+format_rule("fixed")(_integer_grid)
+format_rule("int")(_integer_grid)
 
 
-@format_rule("int")
-def _scaled_int(low, src, dst, type_, param) -> None:
-    fmt: NumberFormat = type_.format
-    _integer_grid(low, src, dst, type_, param, fmt.width, fmt.scale)
+@format_rule("dynamic")
+def _dynamic(low: Lowering, src, dst: str, type_: TensorType, param: Tensor | None) -> None:
+    if param is not None:
+        raise UnsupportedOpError(f"{dst}: dynamic quantization is for activations, not params")
+    quantized, scale, zero = (low.fresh(f"{dst}/DynamicQuantizeLinear{s}") for s in ("", ":scale", ":zero_point"))
+    low.emit("DynamicQuantizeLinear", [src], [quantized, scale, zero], quantized)
+    low.emit("DequantizeLinear", [quantized, scale, zero], [dst], low.fresh(f"{dst}/DequantizeLinear"))
