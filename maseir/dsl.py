@@ -275,6 +275,51 @@ def parse(text: str, source: str = "<pipeline>") -> Pipeline:
     return Pipeline(tuple(steps), source, text)
 
 
+_VALUE_PREFIX = "_ value="
+
+
+def parse_value(text: str, source: str = "<value>") -> ArgValue:
+    """One argument value written as a pipeline writes it after ``key=``: ``4`` (int),
+    ``0.5`` (float), ``l1`` (a name), ``"a b"`` (a string), or a comma list of those
+    (``4,8`` -> the tuple ``(4, 8)``), so a value given elsewhere (``maseir sweep --vary``)
+    means what it means in a pipeline.
+
+    Raises DSLError (line 1, the column within ``text``) for what a pipeline would refuse,
+    and for a line break or a ``#`` outside a quoted string (in a pipeline these end the
+    value; here they would drop the rest silently)."""
+    index = _outside_strings(text, "\r\n#")
+    if index is not None:
+        what = "a line break" if text[index] in "\r\n" else "'#' (a comment in a pipeline; quote it)"
+        raise DSLError(f"a value cannot hold {what}", source=source, line=1, column=index + 1,
+                       text=text.replace("\r", " ").replace("\n", " "))
+    try:
+        pipeline = parse(_VALUE_PREFIX + text, source)
+    except DSLError as exc:
+        raise DSLError(exc.message, source=source, line=1, column=max(exc.column - len(_VALUE_PREFIX), 1),
+                       text=text) from None
+    (step,) = pipeline.steps
+    if step.object is not None or len(step.args) != 1:
+        raise DSLError("expected one value (a comma list for several)", source=source, line=1, column=1,
+                       text=text)
+    return step.args[0][1]
+
+
+def _outside_strings(text: str, chars: str) -> int | None:
+    """Index of the first of ``chars`` outside a double-quoted string (escapes as STRING's), or None."""
+    quoted, i = False, 0
+    while i < len(text):
+        c = text[i]
+        if quoted and c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c in chars and (not quoted or c in "\r\n"):
+            return i
+        i += 1
+    return None
+
+
 def source_lines(text: str) -> list[str]:
     """Lines as the parser counts them: split at newlines only (str.splitlines
     also splits at form feeds and other separators a comment may hold)."""

@@ -28,6 +28,18 @@ class _Silent:
         pass
 
 
+def write_line(text: str, file=None) -> None:
+    """Print one line to ``file`` (default standard output) without tearing a progress
+    bar that is being drawn: through ``tqdm.write`` once tqdm is loaded, else ``print``."""
+    file = sys.stdout if file is None else file
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        tqdm.tqdm.write(text, file=file)
+        file.flush()
+    else:
+        print(text, file=file, flush=True)
+
+
 def progress_bar(*, total: int, desc: str, unit: str = "it", enabled: bool | None = None):
     """A tqdm bar of ``total`` units on stderr, or a silent stand-in. ``enabled``
     None means "when stderr is a terminal", and then a run shorter than a second

@@ -18,7 +18,7 @@ import maseir
 from maseir.dsl import parse
 from maseir.passes import run_pipeline
 
-HEAVY = ("torch", "onnx", "onnxruntime", "transformers", "datasets")
+HEAVY = ("torch", "onnx", "onnxruntime", "transformers", "datasets", "matplotlib")
 
 PROBE = """
 import json, sys
@@ -66,7 +66,8 @@ COMMANDS = {
     "passes-json": (["passes", "--json"], 0),
     "unknown-option": (["show", "a.mir", "--nope"], 2),
     **{f"{name}-help": ([name, "--help"], 0)
-       for name in ("export", "show", "check", "apply", "passes", "diff", "lower", "import", "bench", "eval")},
+       for name in ("export", "show", "check", "apply", "passes", "diff", "lower", "import", "bench", "eval",
+                    "sweep", "plot")},
 }
 
 

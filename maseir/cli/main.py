@@ -17,10 +17,10 @@ import sys
 import traceback
 
 from ..errors import MaseIRError
-from . import HelpFormatter, apply, bench, check, diff, export, import_, lower, passes, show
+from . import HelpFormatter, apply, bench, check, diff, export, import_, lower, passes, plot, show, sweep
 from . import eval as eval_
 
-COMMANDS = (export, show, check, apply, passes, diff, lower, import_, bench, eval_)
+COMMANDS = (export, show, check, apply, passes, diff, lower, import_, bench, eval_, sweep, plot)
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
