@@ -25,7 +25,9 @@ from .arguments import require_graph, require_path
 from .errors import ChecksumError, FileFormatError, GraphError
 from .ir import Graph
 from .output import Output, output_target, replace_files, write_output
-from .serialize import model_from_proto, model_to_proto
+from . import sparse
+from .formats import stored_nbytes
+from .serialize import type_from_proto, model_from_proto, model_to_proto
 
 FORMAT_MAJOR = 1
 """Bumped for changes older readers cannot read; files of a newer major are refused."""
@@ -86,12 +88,17 @@ def save(graph: Graph, path, *, external_data_threshold: int | None = None) -> i
     inline, external = _DataSection(), _DataSection()
     for msg in model.graph.params:
         tensor = graph.params[msg.name]
+        stored = sparse.encode(tensor.data, sparse.unit_of(tensor.type))  # mostly zeros: smaller as a bitmask
+        if stored is None:
+            stored = tensor.data
+        else:
+            msg.location.encoding = pb.DataLocation.BITMASK
         if external_name is not None and tensor.nbytes >= external_data_threshold:
             msg.location.file = external_name
-            msg.location.offset = external.add(tensor.data)
+            msg.location.offset = external.add(stored)
         else:
-            msg.location.offset = inline.add(tensor.data)
-        msg.location.length = tensor.nbytes
+            msg.location.offset = inline.add(stored)
+        msg.location.length = len(stored)
     structure = model.SerializeToString(deterministic=True)
     header = _HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, len(structure), bytes(32), inline.size)
     header = header[:_SHA_AT] + structure_digest(header, structure) + header[_SHA_AT + 32:]
@@ -152,6 +159,12 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
         if end > len(source):
             where = "the data section" if not loc.file else loc.file
             raise FileFormatError(f"{path}: tensor {msg.name} lies past the end of {where} (truncated?)")
+        if loc.encoding not in (pb.DataLocation.DENSE, pb.DataLocation.BITMASK):
+            raise FileFormatError(f"{path}: tensor {msg.name} has an unknown data encoding {loc.encoding}")
+        if loc.encoding == pb.DataLocation.BITMASK:
+            tensor_type = type_from_proto(msg.type)
+            return sparse.decode(bytes(source[loc.offset:end]), stored_nbytes(tensor_type), sparse.unit_of(tensor_type),
+                                 f"{path}: tensor {msg.name}")
         return source[loc.offset:end]
 
     graph = model_from_proto(model, tensor_bytes, str(path))
@@ -204,7 +217,13 @@ def load_structure(path: str | os.PathLike) -> tuple[Graph, Layout]:
             expected = graph.params[msg.name].expected_nbytes()
         except ValueError as exc:
             raise FileFormatError(f"{path}: corrupt structure: tensor {msg.name}: {exc}") from None
-        if msg.location.length != expected:
+        if msg.location.encoding not in (pb.DataLocation.DENSE, pb.DataLocation.BITMASK):
+            raise FileFormatError(f"{path}: tensor {msg.name} has an unknown data encoding {msg.location.encoding}")
+        if msg.location.encoding == pb.DataLocation.BITMASK:
+            if msg.location.length >= expected:
+                raise FileFormatError(f"{path}: corrupt structure: sparse tensor {msg.name} is not smaller than "
+                                      "its dense bytes")
+        elif msg.location.length != expected:
             raise FileFormatError(f"{path}: corrupt structure: tensor {msg.name} has {msg.location.length} "
                                   f"bytes, its type needs {expected}")
     return graph, Layout(version, data_len, {k: tuple(v) for k, v in files.items()}, missing)
@@ -336,7 +355,8 @@ def _read_data(path: Path, f, data: bytearray, model: pb.Model, pool) -> dict:
     """Read the data section into ``data``, starting each inline tensor's sha256
     on ``pool`` as soon as its bytes are in, so hashing overlaps reading."""
     pending = sorted((p.location.offset + p.location.length, p.location.offset, p.name)
-                     for p in model.graph.params if not p.location.file)
+                     for p in model.graph.params
+                     if not p.location.file and p.location.encoding == pb.DataLocation.DENSE)
     futures = {}
     view = memoryview(data)
     pos = 0

@@ -118,7 +118,7 @@ def model_from_proto(model: pb.Model, tensor_bytes, source: str = "<model>") -> 
     try:
         params = {}
         for msg in g.params:
-            params[msg.name] = Tensor(msg.name, _type_of(msg.type), tensor_bytes(msg),
+            params[msg.name] = Tensor(msg.name, type_from_proto(msg.type), tensor_bytes(msg),
                                       msg.trainable, bytes(msg.sha256), _entries(msg.annotations))
         return Graph(
             inputs=[_value_of(v) for v in g.inputs],
@@ -147,10 +147,11 @@ def _entries(entries) -> dict[str, str]:
 
 
 def _value_of(msg) -> Value:
-    return Value(msg.name, _type_of(msg.type))
+    return Value(msg.name, type_from_proto(msg.type))
 
 
-def _type_of(msg) -> TensorType:
+def type_from_proto(msg) -> TensorType:
+    """The TensorType of a ``maseir.TensorType`` message (ValueError when it is malformed)."""
     fmt = None
     if msg.HasField("format"):
         f = msg.format

@@ -3,7 +3,7 @@
 Importing this package registers every pass.
 """
 
-from . import analysis, dropout, finetune, lora, quantize  # noqa: F401  (registers the passes)
+from . import analysis, dropout, finetune, lora, prune, quantize  # noqa: F401  (registers the passes)
 from .pipeline import PassError, StepOutcome, changes_graph, run_pipeline
 from .registry import REGISTRY, ArgSpec, PassResult, PassSpec, StepArgs, register, validate
 

@@ -1,0 +1,169 @@
+"""``compact``: physically remove pruned neurons and attention heads, so matrices get smaller.
+
+- An attention head whose value rows and value bias are all zero outputs
+  zeros (its attention weights sum to one over zero values), whatever its
+  query and key: its Q, K and V rows and the output projection's columns go.
+- A neuron j of a neuron pair (L1 -> unary ops -> L2) whose L1 row and bias
+  are zero outputs the constant c = chain(0) (0 for GELU and ReLU, 0.5 for a
+  sigmoid): row j of L1 and column j of L2 go, and c times that column is
+  added to L2's bias (a neuron with c != 0 and no L2 bias stays).
+
+Everything else is unchanged, so the compacted graph computes what the
+pruned one did (up to float rounding of the folded constants). Value types
+are re-derived from the op type rules; fixed-point params keep their
+formats (per-channel fracs follow their channels). A graph with nothing to
+remove is returned as it is, with a note.
+"""
+
+from __future__ import annotations
+
+from ... import ops
+from ...ir import Graph, NumberFormat, TensorType, Value
+from ..registry import PassResult, PassSpec, StepArgs, register
+from .groups import AttentionBlock, NeuronPair, attention_blocks, neuron_pairs
+
+
+def compact(graph: Graph) -> tuple[Graph, dict]:
+    """A copy of ``graph`` without its pruned neurons and heads, and a report."""
+    import numpy as np
+
+    from ...arrays import to_numpy
+    new = graph.copy()
+    report = {"heads": {}, "neurons": {}}
+    for block in attention_blocks(new):
+        value_rows = to_numpy(new.params[block.value.inputs[1]]).reshape(block.heads, -1)
+        dead = ~value_rows.any(axis=1)
+        if len(block.value.inputs) > 2 and block.value.inputs[2]:
+            dead &= ~to_numpy(new.params[block.value.inputs[2]]).reshape(block.heads, -1).any(axis=1)
+        if dead.any() and not dead.all():
+            _remove_heads(new, block, np.flatnonzero(~dead))
+            report["heads"][block.attention.name] = {"removed": int(dead.sum()), "kept": int((~dead).sum())}
+    for pair in neuron_pairs(new):
+        first = to_numpy(new.params[pair.first.inputs[1]])
+        dead = ~first.any(axis=1)
+        has_bias = len(pair.first.inputs) > 2 and bool(pair.first.inputs[2])
+        if has_bias:
+            dead &= to_numpy(new.params[pair.first.inputs[2]]) == 0
+        constant = _chain_of_zero(pair)
+        second_bias = len(pair.second.inputs) > 2 and bool(pair.second.inputs[2])
+        if constant != 0 and not second_bias:
+            continue  # the neurons' constant output has nowhere to go
+        if dead.any() and not dead.all():
+            _remove_neurons(new, pair, np.flatnonzero(~dead), np.flatnonzero(dead), constant)
+            report["neurons"][pair.first.name] = {"removed": int(dead.sum()), "kept": int((~dead).sum())}
+    if not report["heads"] and not report["neurons"]:
+        return graph, report
+    _retype(new)
+    report["bytes_before"] = sum(t.nbytes for t in graph.params.values())
+    report["bytes_after"] = sum(t.nbytes for t in new.params.values())
+    return new, report
+
+
+def _chain_of_zero(pair: NeuronPair) -> float:
+    """What the unary ops between the two linears make of a 0 (eval mode)."""
+    import torch
+    x = torch.zeros(1)
+    for node in pair.chain:
+        op = ops.get(node.op)
+        if node.op in ("dropout", "quantize"):
+            continue  # identities on a zero (dropout in eval; 0 is on every grid)
+        overload, args, kwargs = op.call_args([x], node.attrs, lambda name: 1)
+        x = overload(*args, **kwargs)
+    return float(x[0])
+
+
+def _keep(graph: Graph, name: str, axis: int, keep) -> None:
+    """Replace param ``name`` by its slices ``keep`` along ``axis`` (same format)."""
+    import torch
+
+    from ... import tensors
+    old = graph.params[name]
+    values = torch.index_select(tensors.to_torch(old), axis, torch.as_tensor(keep, dtype=torch.long))
+    fmt = old.type.format
+    if fmt is not None and fmt.fracs and fmt.axis == axis:
+        fmt = NumberFormat(fmt.kind, fmt.width, fmt.frac, fmt.scale, tuple(fmt.fracs[i] for i in keep), fmt.axis)
+    graph.params[name] = tensors.to_ir(name, values, old.trainable, fmt).replace(annotations=old.annotations)
+
+
+def _add_to_bias(graph: Graph, name: str, delta) -> None:
+    import torch
+
+    from ... import tensors
+    old = graph.params[name]
+    values = tensors.to_torch(old) + torch.as_tensor(delta, dtype=tensors.torch_dtype(old.type.dtype))
+    graph.params[name] = tensors.to_ir(name, values, old.trainable, old.type.format).replace(
+        annotations=old.annotations)
+
+
+def _remove_neurons(graph: Graph, pair: NeuronPair, keep, dead, constant: float) -> None:
+    from ...arrays import to_numpy
+    if constant != 0:
+        columns = to_numpy(graph.params[pair.second.inputs[1]])[:, dead]
+        _add_to_bias(graph, pair.second.inputs[2], constant * columns.sum(axis=1))
+    _keep(graph, pair.first.inputs[1], 0, keep)
+    if len(pair.first.inputs) > 2 and pair.first.inputs[2]:
+        _keep(graph, pair.first.inputs[2], 0, keep)
+    _keep(graph, pair.second.inputs[1], 1, keep)
+
+
+def _remove_heads(graph: Graph, block: AttentionBlock, kept_heads) -> None:
+    import numpy as np
+    rows = np.concatenate([np.arange(h * block.head_dim, (h + 1) * block.head_dim) for h in kept_heads])
+    for lin in (block.query, block.key, block.value):
+        _keep(graph, lin.inputs[1], 0, rows)
+        if len(lin.inputs) > 2 and lin.inputs[2]:
+            _keep(graph, lin.inputs[2], 0, rows)
+    _keep(graph, block.output.inputs[1], 1, rows)
+    old_heads, new_heads = block.heads, len(kept_heads)
+    old_width, new_width = old_heads * block.head_dim, new_heads * block.head_dim
+    producers = graph.producers()
+    path = set()
+    for lin in (block.query, block.key, block.value, block.output):  # the reshapes between the linears and sdpa
+        path.update(_between(graph, producers, lin, block))
+    for node in graph.nodes:
+        if node.name in path and node.op == "reshape":
+            node.attrs["shape"] = tuple(new_heads if d == old_heads else new_width if d == old_width else d
+                                        for d in node.attrs["shape"])
+
+
+def _between(graph: Graph, producers, linear, block: AttentionBlock) -> set[str]:
+    """Names of the nodes on the path from a projection to the attention (or back)."""
+    found = set()
+    for start in block.attention.inputs[:3]:
+        node = producers.get(start)
+        while node is not None and node.op in ("reshape", "transpose", "permute", "quantize"):
+            found.add(node.name)
+            node = producers.get(node.inputs[0])
+    node = producers.get(block.output.inputs[0])
+    while node is not None and node.name != block.attention.name:
+        found.add(node.name)
+        node = producers.get(node.inputs[0])
+    return found
+
+
+def _retype(graph: Graph) -> None:
+    """Re-derive every node's output types from its inputs (formats kept)."""
+    types = {v.name: v.type for v in graph.inputs}
+    types.update({n: t.type for n, t in graph.params.items()})
+    for node in graph.nodes:
+        inferred = ops.infer_types(ops.get(node.op), [types.get(i) if i else None for i in node.inputs], node.attrs)
+        node.outputs = [Value(v.name, TensorType(t.dtype, t.shape, v.type.format))
+                        for v, t in zip(node.outputs, inferred)]
+        types.update({v.name: v.type for v in node.outputs})
+
+
+def _compact(graph: Graph, args: StepArgs) -> PassResult:
+    new, report = compact(graph)
+    if new is graph:
+        return PassResult(graph, report, "nothing to compact: no pruned neurons or heads (prune granularity=neuron "
+                                         "targets=ffn|heads first)")
+    heads = sum(v["removed"] for v in report["heads"].values())
+    neurons = sum(v["removed"] for v in report["neurons"].values())
+    summary = (f"removed {neurons} neurons in {len(report['neurons'])} blocks and {heads} attention heads in "
+               f"{len(report['heads'])} layers; params {report['bytes_before'] / 1e6:.1f} -> "
+               f"{report['bytes_after'] / 1e6:.1f} MB")
+    return PassResult(new, report, summary)
+
+
+register(PassSpec("compact", _compact, "physically remove pruned neurons and attention heads (smaller matrices, "
+                  "same outputs)"))
