@@ -70,10 +70,16 @@ def test_import_keeps_onnx_names_and_initializers(dynamo_bert, tmp_path):
     initializers = {t.name: numpy_helper.to_array(t) for t in source.graph.initializer}
     weight = "bert.embeddings.word_embeddings.weight"
     assert weight in graph.params and graph.params[weight].trainable
+    # MatMul(x, B [in, out]) of an initializer is a linear layer: its weight is B^T under B's name
+    matmul_weights = {n.input[1] for n in source.graph.node if n.op_type == "MatMul" and n.input[1] in initializers}
+    assert len(matmul_weights) == 12  # 6 per layer: q, k, v, attention output, intermediate, output
+    linear_weights = {n.inputs[1] for n in graph.nodes if n.op == "linear"}
+    assert linear_weights == matmul_weights | {"bert.pooler.dense.weight", "classifier.weight"}
+    assert not [n for n in graph.nodes if n.op == "matmul" and set(n.inputs) & set(graph.params)]
     for name, tensor in graph.params.items():
         if name in initializers:
-            array = np.ascontiguousarray(initializers[name])
-            assert tensor.sha256 == hashlib.sha256(array.tobytes()).digest()
+            array = initializers[name].T if name in matmul_weights else initializers[name]
+            assert tensor.sha256 == hashlib.sha256(np.ascontiguousarray(array).tobytes()).digest()
     assert graph.node("node_embedding").scope == "bert.embeddings.word_embeddings"
     maseir.save(graph, tmp_path / "b.mir")
     assert maseir.load(tmp_path / "b.mir") == graph
@@ -89,6 +95,11 @@ def test_bert_round_trip_keeps_names_layers_and_outputs(tiny_bert, tmp_path):
     assert query.op == "linear" and query.inputs[1:] == ["bert.encoder.layer.0.attention.self.query.weight",
                                                          "bert.encoder.layer.0.attention.self.query.bias"]
     assert back.dims == graph.dims and back.outputs == graph.outputs
+    linear_weights = {n.inputs[1] for n in graph.nodes if n.op == "linear"}
+    assert linear_weights == {n.inputs[1] for n in back.nodes if n.op == "linear"}
+    for name in linear_weights:  # stored transposed in ONNX, read back as they were
+        assert back.params[name].type == graph.params[name].type
+        assert back.params[name].sha256 == graph.params[name].sha256
     assert back.metadata == graph.metadata  # a file maseir lowered carries the graph's own metadata
     lowered, original = maseir.to_torch(back), maseir.to_torch(graph)
     for batch, seq in [(1, 3), (4, 40)]:

@@ -4,10 +4,12 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 import maseir
+from maseir.lowering.onnx import save_onnx
 from conftest import bert_inputs
 
 pytestmark = pytest.mark.slow
@@ -75,3 +77,22 @@ def test_padding_row_gives_finite_logits_in_ort(minilm):
     assert np.isfinite(got).all()
     assert np.abs(lowered - expected).max() <= 1e-4
     assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_onnx_runtime_quantizes_all_38_linear_layers(minilm, tmp_path, monkeypatch):
+    """ORT's own quant_pre_process and quantize_dynamic on maseir's ONNX, as they are:
+    every linear layer (6 per encoder layer, the pooler and the head) gets int8 weights."""
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    monkeypatch.chdir(tmp_path)  # ORT's shape inference leaves temporary files here when it fails
+    _, path = minilm
+    graph = maseir.load(path)
+    save_onnx(graph, "m.onnx")
+    quant_pre_process("m.onnx", "pre.onnx")
+    quantize_dynamic("pre.onnx", "q.onnx", weight_type=QuantType.QInt8)
+    quantized = onnx.load("q.onnx")
+    inits = {t.name for t in quantized.graph.initializer}
+    int8_weights = {n.input[1].removesuffix("_quantized") for n in quantized.graph.node
+                    if n.op_type == "MatMulInteger" and n.input[1] in inits}
+    linears = {n.inputs[1] for n in graph.nodes if n.op == "linear"}
+    assert len(linears) == 38 and int8_weights == linears

@@ -44,6 +44,7 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
         self.dims: dict[str, tuple[str, int]] = {}
         self.inputs: list[Value] = []
         self.uses: dict[str, int] = {}
+        self.matmul_weight_uses: dict[str, int] = {}  # reads as MatMul's B (the linear layers' weights)
         self.biasless: dict[str, tuple] = {}    # IR value -> (linear node without bias, its ONNX value)
         self._external: dict[str, bytes] = {}
         self.cur: onnx.NodeProto | None = None
@@ -57,10 +58,13 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
         # metadata, history, tokenizer: a malformed one is refused before any node is converted
         self.about = from_props(((p.key, p.value) for p in self.model.metadata_props), str(self.path))
         self._check_ops(graph)
+        outputs = {o.name for o in graph.output}
         for node in graph.node:
-            for name in node.input:
+            for slot, name in enumerate(node.input):
                 if name:
                     self.uses[name] = self.uses.get(name, 0) + 1
+                    if node.op_type == "MatMul" and slot == 1 and name not in outputs:
+                        self.matmul_weight_uses[name] = self.matmul_weight_uses.get(name, 0) + 1
         initializers = {t.name for t in graph.initializer}
         for tensor in graph.initializer:
             self.values[tensor.name] = self._initializer(tensor)

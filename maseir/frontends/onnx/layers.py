@@ -17,12 +17,32 @@ class LayerOps:
         a, b = ins
         if isinstance(a, Const) and isinstance(b, Const):
             return [self.const(np.matmul(a.array, b.array), node.output[0])]
-        if isinstance(b, Const) and b.transposed is not None and b.array.ndim == 2 and id(b) not in self.param_of:
-            # MatMul(x, W.T): a linear layer whose weight is the initializer W
-            out = self.emit("linear", [a, b.transposed], {}, out=self.out(node))
-            self.biasless[out] = (self.nodes[-1], node.output[0])
+        weight = self._linear_weight(node, b)
+        if weight is not None:
+            out = self.emit("linear", [a, weight], {}, out=self.out(node))
+            self.biasless[out] = (self.nodes[-1], node.output[0])  # an Add of a bias may follow
             return [out]
         return [self.emit("matmul", [a, b], {}, out=self.out(node))]
+
+    def _linear_weight(self, node, b) -> Const | None:
+        """The weight ``W [out, in]`` of the linear layer that ``MatMul(x, b)`` is, or None.
+
+        ``b`` must be a 2-D float constant: either ``Transpose(W)`` of a
+        constant W (the weight is W), or a constant ``[in, out]`` itself that
+        only MatMuls read, as their B (an initializer stored transposed, as
+        maseir's lowering and most exporters write linear layers: the weight
+        is its transpose, keeping its name; linear layers sharing it share
+        that param)."""
+        if not isinstance(b, Const) or b.array.ndim != 2 or id(b) in self.param_of:
+            return None
+        if b.transposed is not None:
+            return b.transposed
+        name = node.input[1]
+        if not b.weight or self.uses.get(name, 0) != self.matmul_weight_uses.get(name, 0):
+            return None
+        # kept on b (which the importer holds) so that the param made of it stays this Const's
+        b.transposed = Const(np.ascontiguousarray(b.array.T), b.name, weight=True)
+        return b.transposed
 
     def _op_Gemm(self, node, ins, attrs):
         a, b = ins[0], ins[1]

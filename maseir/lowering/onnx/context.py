@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper
 
 from ... import ops
 from ...errors import MaseIRError, UnsupportedOpError
-from ...ir import Graph, Node, Sym, Tensor, TensorType, unique_name
+from ...ir import DTYPE_ITEMSIZE, Graph, Node, Sym, Tensor, TensorType, unique_name
 
 ONNX_DTYPES = {
     "float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
@@ -92,6 +93,42 @@ def value_info(name: str, type_: TensorType) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, ONNX_DTYPES[type_.dtype], list(type_.shape))
 
 
+# --- linear weights ------------------------------------------------------------------
+def transposed_params(graph: Graph) -> set[str]:
+    """Names of the params lowered as their transpose: the weights ``W [out, in]`` that
+    every linear layer reading them reads in its weight slot and nothing else reads.
+
+    Each is stored as an initializer under its own name holding ``W^T [in, out]``, so
+    a linear layer is ``MatMul(x, W^T)`` (then ``Add`` of the bias) on an initializer:
+    the form ONNX tools read as a linear layer (ONNX Runtime's quantizer quantizes
+    its weight, symbolic shape inference and Netron see a plain MatMul). A param
+    that is not 2-D, whose number format rounds it (it is a computed value in ONNX),
+    that a graph output or another op reads, is stored as it is and the linear
+    layer transposes it.
+    """
+    readers: dict[str, list[tuple[Node, int]]] = {}
+    for node in graph.nodes:
+        for slot, name in enumerate(node.inputs):
+            if name in graph.params:
+                readers.setdefault(name, []).append((node, slot))
+    chosen = set()
+    for name, uses in readers.items():
+        tensor = graph.params[name]
+        if len(tensor.type.shape) != 2 or needs_format(tensor.type) or name in graph.outputs:
+            continue
+        if all(node.op == "linear" and slot == 1 for node, slot in uses):
+            chosen.add(name)
+    return chosen
+
+
+def transposed_bytes(tensor: Tensor) -> bytes:
+    """The little-endian bytes of 2-D ``tensor`` ([rows, cols]) transposed to [cols, rows]."""
+    rows, cols = (int(d) for d in tensor.type.shape)
+    item = np.dtype(f"V{DTYPE_ITEMSIZE[tensor.type.dtype]}")
+    array = np.frombuffer(tensor.data, dtype=item).reshape(rows, cols)
+    return np.ascontiguousarray(array.T).tobytes()
+
+
 # --- the lowering -------------------------------------------------------------------
 class Lowering:
     """State of one graph's lowering: emitted nodes, initializers, shared helpers."""
@@ -109,6 +146,7 @@ class Lowering:
         self.taken: set[str] = set(self.types) | {n.name for n in graph.nodes}
         self.names: dict[str, str] = {}   # IR value -> ONNX value, where they differ
         self.shared: dict[Any, str] = {}  # cache key -> value computed once per graph
+        self.transposed = transposed_params(graph)  # params stored as W^T (see transposed_params)
 
     # names
     def fresh(self, base: str) -> str:
@@ -118,6 +156,11 @@ class Lowering:
     def value(self, ir_name: str) -> str:
         """The ONNX value holding IR value ``ir_name``."""
         return self.names.get(ir_name, ir_name)
+
+    def transposed_weight(self, ir_name: str) -> str | None:
+        """The initializer holding param ``ir_name`` transposed ([in, out]), or None
+        where the param is stored as it is (see :func:`transposed_params`)."""
+        return ir_name if ir_name in self.transposed else None
 
     # emission
     def emit(self, op_type: str, inputs: list[str | None], outputs: list[str], name: str,
@@ -217,6 +260,10 @@ class Lowering:
     def _param(self, name: str, tensor: Tensor) -> None:
         if needs_format(tensor.type):
             _apply_format(self, None, name, tensor.type, tensor, name)
+            return
+        if name in self.transposed:
+            rows, cols = tensor.type.shape
+            self.weights.append((_tensor_proto(name, tensor.type.dtype, (cols, rows), b""), transposed_bytes(tensor)))
             return
         proto = _tensor_proto(name, tensor.type.dtype, tensor.type.shape, b"")
         self.weights.append((proto, tensor.data))

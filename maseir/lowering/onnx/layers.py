@@ -13,11 +13,21 @@ from .context import ONNX_DTYPES, RuleContext, _pair, _rank, _unsupported, _with
 
 @onnx_rule("linear")
 def _linear(ctx: RuleContext) -> None:
+    """``x @ W^T + b``: ``MatMul(x, W^T)`` then ``Add(b)``, with ``W^T`` the initializer
+    that holds the weight transposed where the lowering stores it so
+    (:func:`~maseir.lowering.onnx.context.transposed_params`): the form ONNX tools
+    read as a linear layer, at any input rank (ONNX Runtime's dynamic quantizer
+    quantizes MatMul, not Gemm). Otherwise the weight is transposed in the graph
+    (``Gemm(transB=1)`` for a 2-D input)."""
     x, w, b = ctx.input("input"), ctx.input("weight"), ctx.input("bias")
-    if _rank(ctx.type("input")) == 2 and _rank(ctx.type("weight")) == 2:
-        ctx.final("Gemm", [x, w, b], transB=1)
-        return
-    wt = ctx.emit("Transpose", [w], perm=[1, 0]) if _rank(ctx.type("weight")) == 2 else w
+    wt = ctx.low.transposed_weight(ctx.node.inputs[1])
+    if wt is None and _rank(ctx.type("weight")) == 2:
+        if _rank(ctx.type("input")) == 2:
+            ctx.final("Gemm", [x, w, b], transB=1)
+            return
+        wt = ctx.emit("Transpose", [w], perm=[1, 0])
+    elif wt is None:
+        wt = w  # a 1-D weight: x @ w
     if b is None:
         ctx.final("MatMul", [x, wt])
     else:

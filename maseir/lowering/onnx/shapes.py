@@ -95,9 +95,21 @@ def _slice(ctx: RuleContext) -> None:
             return ctx.low.dim(value.name)
         return ctx.const([int(value)], "int64", "bound")
 
-    dim = _axis(int(ctx.attr("dim")), _rank(ctx.type("self")))
-    ctx.final("Slice", [ctx.input("self"), bound(ctx.attr("start"), 0), bound(ctx.attr("end"), _INT64_MAX),
-                        ctx.const([dim], "int64", "axes"), ctx.const([int(ctx.attr("step"))], "int64", "steps")])
+    xt = ctx.type("self")
+    dim = _axis(int(ctx.attr("dim")), _rank(xt))
+    inputs = [ctx.input("self"), bound(ctx.attr("start"), 0), bound(ctx.attr("end"), _INT64_MAX),
+              ctx.const([dim], "int64", "axes"), ctx.const([int(ctx.attr("step"))], "int64", "steps")]
+    size = ctx.out_type.shape[dim]
+    bound_dims = all(d in ctx.low.graph.dims for d in ctx.out_type.shape if isinstance(d, str))
+    if isinstance(size, str) and isinstance(xt.shape[dim], int) and bound_dims:
+        # x[:seq] of a fixed-size buffer is seq long by the IR's type rule (seq never passes the
+        # buffer); ONNX shape inference can only say min(size, seq), which then fails to
+        # broadcast against seq (ONNX Runtime's symbolic shape inference, quant_pre_process).
+        # The Reshape to the IR's shape states it, and checks it at run time.
+        sliced = ctx.emit("Slice", inputs)
+        ctx.final("Reshape", [sliced, ctx.low.shape(ctx.out_type.shape, ctx.node.name)])
+        return
+    ctx.final("Slice", inputs)
 
 
 @onnx_rule("select")
