@@ -69,3 +69,23 @@ def unit_of(type_) -> int:
     if is_stored_as_codes(type_.format):
         return 2 if onnx_container(type_.format.width) == "int16" else 1
     return DTYPE_ITEMSIZE[type_.dtype]
+
+
+def zero_elements(tensor, mask):
+    """A copy of ``tensor`` (a maseir Tensor) whose elements where ``mask`` (numpy bool,
+    the tensor's shape) is True are exactly zero: their stored bytes set to 0, which is
+    +0.0 in every float dtype and code 0 (the value 0) in every fixed-point format."""
+    import numpy as np
+
+    from .formats import is_stored_as_codes, onnx_container
+    from .ir import Tensor
+    flat = np.asarray(mask, dtype=bool).reshape(-1)
+    data = np.frombuffer(tensor.data, dtype=np.uint8).copy()
+    if is_stored_as_codes(tensor.type.format) and onnx_container(tensor.type.format.width) == "int4":
+        low, high = flat[0::2], flat[1::2]
+        data[:low.size] &= np.where(low, 0xF0, 0xFF).astype(np.uint8)
+        data[:high.size] &= np.where(high, 0x0F, 0xFF).astype(np.uint8)
+    else:
+        unit = unit_of(tensor.type)
+        data.reshape(-1, unit)[flat] = 0
+    return Tensor(tensor.name, tensor.type, data.tobytes(), tensor.trainable, annotations=tensor.annotations)

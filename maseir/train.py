@@ -4,7 +4,9 @@ Not a pass itself: the ``finetune`` pass (maseir/passes/finetune.py) reads its
 arguments, loads and encodes the data, calls ``train`` and records the result.
 Training runs through the PyTorch lowering (``to_torch``) in train mode, so
 dropout is live where the graph has it, and only params marked trainable
-learn (LoRA freezes everything but its adapters and the head).
+learn (LoRA freezes everything but its adapters and the head). A pruned
+param (annotated ``prune.*``) keeps its zeros: its gradient is masked and
+its pruned weights are set to zero again after every step.
 
 The recipe is the one Hugging Face's Trainer uses for fine-tuning BERT
 (Devlin et al. 2019, sec. 4/A.3; transformers ``get_linear_schedule_with_warmup``):
@@ -135,6 +137,9 @@ def train(graph: Graph, batches: Callable[[np.ndarray], Iterator[Batch]], n_exam
             module = to_torch(graph).train()
             params = dict(module.named_parameters())
             learn = [params[n] for n in trainable if n in params]
+            # pruned params (annotated prune.*): their zeros are the mask and stay exactly zero
+            masks = [(params[n], params[n].detach() != 0) for n in trainable
+                     if n in params and any(k.startswith("prune.") for k in graph.params[n].annotations)]
             decay = [p for p in learn if p.ndim >= 2]
             no_decay = [p for p in learn if p.ndim < 2]
             optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -166,7 +171,7 @@ def train(graph: Graph, batches: Callable[[np.ndarray], Iterator[Batch]], n_exam
                     seen += len(labels)
                     pending += 1
                     if pending == config.grad_accum:
-                        step = _step(optimizer, schedule, learn, config.max_grad_norm, step)
+                        step = _step(optimizer, schedule, learn, config.max_grad_norm, step, masks)
                         pending = 0
                         if step % log_every == 0 or step == total_steps:
                             _log(curve, window, step)
@@ -174,7 +179,7 @@ def train(graph: Graph, batches: Callable[[np.ndarray], Iterator[Batch]], n_exam
                         bar.set_postfix(loss=f"{np.mean(recent):.4f}",
                                         ex_s=f"{seen / (time.perf_counter() - start):.1f}")
                 if pending:  # the last, partial accumulation of the epoch
-                    step = _step(optimizer, schedule, learn, config.max_grad_norm, step)
+                    step = _step(optimizer, schedule, learn, config.max_grad_norm, step, masks)
                     bar.update(1)
             seconds = time.perf_counter() - start
             bar.close()
@@ -202,13 +207,19 @@ def _linear_schedule(step: int, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def _step(optimizer, schedule, params, max_grad_norm: float, step: int) -> int:
+def _step(optimizer, schedule, params, max_grad_norm: float, step: int, masks=()) -> int:
     import torch
+    for param, keep in masks:  # no gradient, so no Adam moment, reaches a pruned weight
+        if param.grad is not None:
+            param.grad.mul_(keep)
     if max_grad_norm:
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for param, keep in masks:  # and it is exactly zero after the step, whatever the optimizer did
+            param.mul_(keep)
     return step + 1
 
 

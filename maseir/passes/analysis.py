@@ -42,10 +42,25 @@ def report(graph: Graph, args: StepArgs) -> PassResult:
         "bytes": total_bytes,
         "bytes_by_format": dict(sorted(by_format.items())),
     }
+    pruned = [name for name, t in graph.params.items() if any(k.startswith("prune.") for k in t.annotations)]
+    if pruned and graph.has_weights:
+        zeros = _zeros(graph, pruned)
+        elements_pruned = sum(graph.params[n].type.numel() for n in pruned)
+        result["sparsity"] = {n: round(zeros[n] / graph.params[n].type.numel(), 6) for n in pruned}
+        result["sparsity_overall"] = round(sum(zeros.values()) / max(1, elements_pruned), 6)
     formats = ", ".join(f"{k} {_size(v)}" for k, v in sorted(by_format.items()))
     summary = (f"{len(graph.nodes)} nodes, {parameters:,} parameters ({trainable:,} trainable), "
                f"{_size(total_bytes)}: {formats}")
+    if "sparsity_overall" in result:
+        summary += f"; {len(pruned)} pruned tensors, sparsity {result['sparsity_overall']:.4f}"
     return PassResult(graph, result, summary)
+
+
+def _zeros(graph: Graph, names) -> dict[str, int]:
+    import numpy as np
+
+    from ..arrays import to_numpy
+    return {n: int(np.count_nonzero(to_numpy(graph.params[n]) == 0)) for n in names}
 
 
 def parameter_counts(graph: Graph) -> tuple[int, int]:

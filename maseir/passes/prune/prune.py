@@ -52,12 +52,18 @@ def _scores(values, method: str, rng):
 
 
 def _lowest(scores, k: int):
-    """A boolean mask of the ``k`` lowest scores (ties: the first positions)."""
+    """A boolean mask of the ``k`` lowest scores, ties broken by position (the first
+    ones go): the k-th smallest score by selection (linear time), then every score
+    below it and as many of those equal to it as are still needed."""
     import numpy as np
     flat = scores.reshape(-1)
-    order = np.argsort(flat, kind="stable")
     mask = np.zeros(flat.size, dtype=bool)
-    mask[order[:k]] = True
+    if k >= flat.size:
+        mask[:] = True
+    elif k > 0:
+        kth = np.partition(flat, k - 1)[k - 1]
+        mask = flat < kth
+        mask[np.flatnonzero(flat == kth)[:k - int(mask.sum())]] = True
     return mask.reshape(scores.shape)
 
 
@@ -169,19 +175,13 @@ def prune_units(graph: Graph, sparsity: float, method: str, norm: str, scope: st
 
 
 def apply_masks(graph: Graph, masks: dict, annotations: dict[str, str]) -> Graph:
-    """A copy of ``graph`` with the masked weights set to exactly zero (stored in each
-    param's own format) and the params annotated."""
-    import numpy as np
-    import torch
-
-    from ... import tensors
+    """A copy of ``graph`` with the masked weights set to exactly zero (their stored
+    bytes zeroed, so a fixed-point code becomes 0 too) and the params annotated."""
+    from ...sparse import zero_elements
     new = graph.copy()
     for name, mask in masks.items():
         old = graph.params[name]
-        values = tensors.to_torch(old)
-        values[torch.from_numpy(np.asarray(mask, dtype=bool))] = 0
-        new.params[name] = tensors.to_ir(name, values, old.trainable, old.type.format).replace(
-            annotations={**old.annotations, **annotations})
+        new.params[name] = zero_elements(old, mask).replace(annotations={**old.annotations, **annotations})
     return new
 
 
