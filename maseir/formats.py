@@ -235,19 +235,23 @@ def _round_half_even(value: float) -> float:
 def auto_fracs(values, width: int, axis: int = 0) -> tuple[int, ...]:
     """``auto_frac`` of every slice of ``values`` (numpy) along ``axis``."""
     import numpy as np
-    moved = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0).reshape(values.shape[axis], -1)
+    moved = np.moveaxis(np.asarray(values), axis, 0).reshape(values.shape[axis], -1)
     if moved.shape[1] == 0:
         return tuple(width - 1 for _ in range(moved.shape[0]))
-    return tuple(auto_frac(float(row.min()), float(row.max()), width) for row in moved)
+    lows, highs = moved.min(axis=1), moved.max(axis=1)
+    return tuple(auto_frac(float(lo), float(hi), width) for lo, hi in zip(lows, highs))
 
 
 # --- storage --------------------------------------------------------------------------
 def encode(values, fmt: NumberFormat) -> bytes:
     """The stored bytes of real ``values`` (numpy, any float dtype) in ``fmt``: their
     codes, little-endian, in ``onnx_container(fmt.width)``; for int4 two codes per
-    byte, the first in the low nibble (ONNX's packing)."""
+    byte, the first in the low nibble (ONNX's packing). float32 values are rounded
+    in float32 (x * 2^f is exact there), other dtypes in float64."""
     import numpy as np
-    q = codes(np.asarray(values, dtype=np.float64), fmt).astype(np.int64).reshape(-1)
+    values = np.asarray(values)
+    values = values if values.dtype == np.float32 else values.astype(np.float64)
+    q = codes(values, fmt).reshape(-1)
     return pack_codes(q, fmt.width)
 
 
@@ -259,7 +263,7 @@ def pack_codes(q, width: int) -> bytes:
         return q.astype("<i2").tobytes()
     if container == "int8":
         return q.astype(np.int8).tobytes()
-    nibbles = (q.astype(np.int64) & 0xF).astype(np.uint8)
+    nibbles = (q.astype(np.int8).view(np.uint8) & 0xF)
     if len(nibbles) % 2:
         nibbles = np.append(nibbles, np.uint8(0))
     return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()

@@ -82,7 +82,7 @@ def quantize(graph: Graph, config: QuantizeConfig) -> tuple[Graph, dict]:
 
     Raises SelectionError when the selection matches nothing, QuantizeError
     when an activation needs a recorded range (``frac=auto``) and has none."""
-    from ... import tensors
+    from ...arrays import to_numpy
 
     chosen = select(graph, config.selection)
     new = graph.copy()
@@ -107,11 +107,12 @@ def quantize(graph: Graph, config: QuantizeConfig) -> tuple[Graph, dict]:
                 spec = config.bias if role == "bias" else config.weight
                 param = new.params[value]
                 if value not in done:
-                    fmt = _param_format(param, spec, config.granularity if role == "weight" else "tensor",
-                                        tensors.to_torch(param).double().numpy())
+                    values = to_numpy(param)
+                    fmt = _param_format(param, spec, config.granularity if role == "weight" else "tensor", values)
                     if param.type.format != fmt:
-                        new.params[value] = tensors.to_ir(value, tensors.to_torch(param), param.trainable, fmt) \
-                            .replace(annotations=param.annotations)
+                        new.params[value] = Tensor(value, TensorType(param.type.dtype, param.type.shape, fmt),
+                                                   formats.encode(values, fmt), param.trainable,
+                                                   annotations=param.annotations)
                     done[value] = fmt
                 report["biases" if role == "bias" else "weights"][value] = str(done[value])
                 continue

