@@ -40,11 +40,15 @@ def write_line(text: str, file=None) -> None:
         print(text, file=file, flush=True)
 
 
+QUIET = [False]
+"""Set ``QUIET[0] = True`` (the commands' ``--quiet``) to draw no bar where ``enabled`` is None."""
+
+
 def progress_bar(*, total: int, desc: str, unit: str = "it", enabled: bool | None = None):
     """A tqdm bar of ``total`` units on stderr, or a silent stand-in. ``enabled``
-    None means "when stderr is a terminal", and then a run shorter than a second
-    draws no bar at all."""
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+    None means "when stderr is a terminal and not --quiet", and then a run shorter
+    than a second draws no bar at all."""
+    if enabled is False or (enabled is None and (QUIET[0] or not sys.stderr.isatty())):
         return _Silent()
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,

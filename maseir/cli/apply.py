@@ -39,6 +39,7 @@ def add_parser(sub) -> None:
                                                        "(default: %(default)s)")
     add_external_data_threshold(p, keeps_input_layout=True)
     p.add_argument("--json", action="store_true", help="print the step reports as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (finetune, calibrate)")
     p.add_argument("--force", action="store_true",
                    help="write even when the output's extension names another format (.onnx, .pass, .data)")
     p.set_defaults(run=run)
@@ -46,7 +47,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..passes import changes_graph, run_pipeline
+    from ..progress import QUIET
 
+    QUIET[0] = args.quiet
     pipeline, model_path = _pipeline_and_model(args)
     output = threshold = None
     if args.output is not None:

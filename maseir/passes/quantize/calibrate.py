@@ -45,7 +45,7 @@ def observed_values(graph: Graph, ops: tuple[str, ...]) -> dict[str, str]:
 
 
 def calibrate(graph: Graph, batches, *, ops: tuple[str, ...], method: str, percentile: float,
-              seed: int = 0) -> tuple[Graph, dict]:
+              seed: int = 0, total: int | None = None) -> tuple[Graph, dict]:
     """A copy of ``graph`` with the ranges of the activations ``ops`` read recorded.
 
     ``batches`` yields dicts of graph inputs (numpy). Returns the graph and a
@@ -78,11 +78,14 @@ def calibrate(graph: Graph, batches, *, ops: tuple[str, ...], method: str, perce
                     samples[value].append(flat[pick])
             return result
 
+    from ...progress import progress_bar
+
     observer = Observer(module)
-    with torch.inference_mode():
+    with torch.inference_mode(), progress_bar(total=total or 0, desc="calibrate", unit="ex") as bar:
         for batch in batches:
             observer.run(*(torch.from_numpy(batch[n]) for n in names))
             seen += len(batch[names[0]])
+            bar.update(len(batch[names[0]]))
     new = graph.copy()
     by_name = {n.name: n for n in new.nodes}
     for value, node_name in watched.items():
@@ -114,7 +117,7 @@ def _calibrate(graph: Graph, args: StepArgs) -> PassResult:
         labels = data.label_ids(examples, data.head_labels(graph), data.num_labels(graph))
     batches = encoder.batches(examples.texts, args["batch"], labels)
     new, report = calibrate(graph, batches, ops=tuple(args["ops"]), method=args["method"],
-                            percentile=args["percentile"], seed=args.seed)
+                            percentile=args["percentile"], seed=args.seed, total=len(examples))
     summary = (f"ranges of {report['values']} activations from {report['examples']:,} examples "
                f"({examples.split} of {args['dataset']}, {report['method']})")
     if report["not_finite"]:
