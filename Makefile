@@ -2,7 +2,8 @@
 # make demo: set up .venv (if needed) and run the main job on the embedded default
 #            (examples/demo/run.py): export MiniLM, count and remove its dropout, fine-tune it
 #            on 2,000 IMDb reviews in full and with LoRA r=8, evaluate both on 1,000 test
-#            reviews with ONNX Runtime and PyTorch, and print one results table.
+#            reviews with ONNX Runtime and PyTorch, quantize the fine-tuned model to 8-bit fixed
+#            point (PTQ), and print one results table.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
