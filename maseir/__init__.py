@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = ["MaseIRError", "Graph", "Node", "NumberFormat", "Tensor", "TensorType", "Value",
            "export", "export_pretrained", "save", "load", "to_torch", "show", "check",
-           "to_onnx", "ort_session", "import_onnx", "evaluate"]
+           "to_onnx", "ort_session", "import_onnx", "evaluate", "to_dot"]
 
 
 def export(model, example_inputs=(), **kwargs):
@@ -80,6 +80,12 @@ def show(graph) -> str:
     """The canonical text form of a Graph."""
     from .text import show as _show
     return _show(require_graph(graph, "show"))
+
+
+def to_dot(graph, **kwargs) -> str:
+    """The graph as Graphviz DOT text: scope=, collapse=, sparsity= (see maseir.draw.to_dot)."""
+    from .draw import to_dot as _to_dot
+    return _to_dot(require_graph(graph, "to_dot"), **kwargs)
 
 
 def check(graph) -> list[str]:

@@ -65,9 +65,11 @@ COMMANDS = {
     "passes": (["passes"], 0),
     "passes-json": (["passes", "--json"], 0),
     "unknown-option": (["show", "a.mir", "--nope"], 2),
+    "draw-dot": (["draw", "a.mir", "-o", "a.dot"], 0),
+    "draw-scope-matches-nothing": (["draw", "a.mir", "-o", "a.dot", "--scope", "nowhere"], 2),
     **{f"{name}-help": ([name, "--help"], 0)
        for name in ("export", "show", "check", "apply", "passes", "diff", "lower", "import", "bench", "eval",
-                    "sweep", "plot")},
+                    "sweep", "plot", "draw")},
 }
 
 

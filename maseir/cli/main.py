@@ -17,10 +17,10 @@ import sys
 import traceback
 
 from ..errors import MaseIRError
-from . import HelpFormatter, apply, bench, check, diff, export, import_, lower, passes, plot, show, sweep
+from . import HelpFormatter, apply, bench, check, diff, draw, export, import_, lower, passes, plot, show, sweep
 from . import eval as eval_
 
-COMMANDS = (export, show, check, apply, passes, diff, lower, import_, bench, eval_, sweep, plot)
+COMMANDS = (export, show, check, apply, passes, diff, lower, import_, bench, eval_, sweep, plot, draw)
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
@@ -54,6 +54,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                "  maseir apply lab0.pass m.mir -o out.mir   # run a pipeline of passes\n"
                "  maseir passes                        # the passes a pipeline can use\n"
                "  maseir diff m.mir out.mir            # what a rewrite changed\n"
+               "  maseir draw m.mir -o m.svg --collapse 3   # a picture (Graphviz)\n"
                "run 'maseir COMMAND --help' for each command's options.",
         formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"maseir {__version__}")
