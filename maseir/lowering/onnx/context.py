@@ -119,6 +119,12 @@ class Lowering:
         """The ONNX value holding IR value ``ir_name``."""
         return self.names.get(ir_name, ir_name)
 
+    def require_opset(self, version: int, what: str) -> None:
+        """Refuse to lower ``what`` (a node or value and the ONNX feature it needs) below opset ``version``."""
+        if self.opset < version:
+            raise UnsupportedOpError(f"{what} needs ONNX opset {version} or newer (lowering to opset {self.opset}); "
+                                     f"use --opset {version}")
+
     # emission
     def emit(self, op_type: str, inputs: list[str | None], outputs: list[str], name: str,
              **attrs) -> None:
