@@ -22,6 +22,11 @@ def roberta_config():
                          vocab_size=VOCAB, max_position_embeddings=66, pad_token_id=1)
 
 
+def distilbert_config():
+    from transformers import DistilBertConfig
+    return DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, vocab_size=VOCAB, max_position_embeddings=64)
+
+
 def gpt2_config():
     """GPT-2 as its default config has it (no pad token, cache on), at a tiny size."""
     from transformers import GPT2Config
@@ -48,7 +53,7 @@ def resnet_config():
     return ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=3)
 
 
-CONFIGS = {"roberta": roberta_config, "gpt2": gpt2_config, "llama": llama_config, "vit": vit_config,
+CONFIGS = {"roberta": roberta_config, "distilbert": distilbert_config, "gpt2": gpt2_config, "llama": llama_config, "vit": vit_config,
            "resnet": resnet_config}
 IMAGE_SIZE = {"vit": 32, "resnet": 224}  # ResNetConfig names no image size: the export uses 224
 

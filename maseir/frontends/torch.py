@@ -4,7 +4,10 @@
 capture (non-strict, so Hugging Face models work) and converts its ATen graph
 node by node into registry ops. Node names and scopes come from the module
 path in ``nn_module_stack``; params keep their state-dict names; symbolic
-sizes keep the names the caller gave them (``batch``, ``seq``).
+sizes keep the names the caller gave them (``batch``, ``seq``). A model's KV
+cache (``model.config.use_cache``) is off while it is captured, in-place ops on
+intermediate values become their out-of-place op, and a capture failure is a
+:class:`CaptureError` that says what to change where the cause is known.
 """
 
 from __future__ import annotations
@@ -347,31 +350,38 @@ class _Converter:
         named = _named_args(target, fx_node.args, fx_node.kwargs)
         named = {renames.get(k, k): v for k, v in named.items()}
         inputs, attrs = self._operands(op, named, scope)
+        if op_name == "split" and len(fx_node.meta["val"]) == 1:  # one piece: the input itself
+            self.env[fx_node] = [inputs[0]]
+            return
         if op_name == "scaled_dot_product_attention":
             p = _attention_dropout(self.model, scope)
             if p:
                 attrs["dropout_p"] = p
         self._emit(fx_node, op_name, inputs, attrs, scope)
-        if mutated is not None:  # later readers of the updated tensor read the result
-            self.env[mutated] = self.env[fx_node]
+        for alias in mutated or ():  # later readers of the updated tensor read the result
+            self.env[alias] = self.env[fx_node]
 
-    def _mutated(self, fx_node, scope: str) -> torch.fx.Node:
-        """The tensor an in-place op (``x += y``, ``add_``) updates, where updating it is the same as
-        rebinding it to the result: an intermediate value that no earlier view shares."""
-        mutated = fx_node.args[0]
+    def _mutated(self, fx_node, scope: str) -> list:
+        """The fx nodes that stand for the tensor an in-place op (``x += y``, ``add_``) updates: the
+        tensor and the earlier in-place results that alias it. Refused unless updating it is the
+        same as rebinding it to the result: an intermediate value that no view shares."""
+        chain = [fx_node.args[0]]
+        while isinstance(chain[-1], torch.fx.Node) and _is_in_place(chain[-1]):
+            chain.append(chain[-1].args[0])
+        root = chain[-1]
         name = str(fx_node.target)
         where = f"module '{scope or '<root>'}'"
-        if not isinstance(mutated, torch.fx.Node) or mutated.op != "call_function":
+        if not isinstance(root, torch.fx.Node) or root.op != "call_function":
             raise UnsupportedOpError(f"op {name} in {where} updates a graph input, parameter or buffer in place, "
                                      "which the IR does not represent (export the model in eval mode, or make "
                                      "the update out of place)")
         if self.order is None:
             self.order = {n: i for i, n in enumerate(self.ep.graph.nodes)}
-        views = [mutated] + [u for u in mutated.users if u is not fx_node and self.order[u] < self.order[fx_node]]
-        if any(_is_view(n) for n in views):
+        earlier = [u for n in chain for u in n.users if u is not fx_node and self.order[u] < self.order[fx_node]]
+        if _is_view(root) or any(_is_view(u) and not _is_in_place(u) for u in earlier):
             raise UnsupportedOpError(f"op {name} in {where} updates in place a tensor that is a view of another "
                                      "(or has one), which the IR does not represent; make the update out of place")
-        return mutated
+        return chain
 
     def _sym_size(self, fx_node) -> Sym:
         return self._sym_of(fx_node.meta["val"])
@@ -477,6 +487,13 @@ def _out_of_place(target):
         return None
     overload = getattr(getattr(aten, base[:-1], None), target._overloadname, None)
     return overload if overload in _OVERLOADS else None
+
+
+def _is_in_place(fx_node) -> bool:
+    """Whether ``fx_node`` is an in-place op (its result is its updated first argument)."""
+    schema = getattr(fx_node.target, "_schema", None) if fx_node.op == "call_function" else None
+    first = schema.arguments[0].alias_info if schema is not None and schema.arguments else None
+    return first is not None and first.is_write
 
 
 def _is_view(fx_node) -> bool:

@@ -1,10 +1,11 @@
 """Hugging Face transformers models -> Mase IR.
 
 Resolves a model name (``minilm``, a hub name, or a local folder), builds the
-task model (a seeded head, or seeded random weights with ``random_init``),
-captures it with the torch frontend with ``batch`` and ``seq`` symbolic, and
-stores the tokenizer and label names in the graph so a .mir is
-self-contained.
+task model (``TASKS``: a sequence classifier, a causal LM or an image
+classifier; a seeded head, or seeded random weights with ``random_init``) with
+its KV cache off, captures it with the torch frontend with ``batch`` and
+``seq`` symbolic (images: ``batch``, at the config's image size), and stores
+the tokenizer and label names in the graph so a .mir is self-contained.
 """
 
 from __future__ import annotations
@@ -79,8 +80,7 @@ def export_pretrained(name: str, *, task: str = "sequence-classification", num_l
     if num_labels is not None and num_labels < 1:
         raise MaseIRError(f"--num-labels must be at least 1 (got {num_labels})")
     source = resolve(name)
-    model = _build_model(name, source, task, num_labels, seed, random_init)
-    _check_forward_takes(model, inputs)
+    model = _build_model(name, source, task, inputs, num_labels, seed, random_init)
     notes = _pad_token_for_pooling(name, model) if task == "sequence-classification" else []
     num_labels = model.config.num_labels if classifier else None
     example = _example_inputs(model.config, task, inputs, num_labels, seed)
@@ -126,7 +126,7 @@ def _check_task(name: str, config, task: str) -> None:
                          f"{config.model_type!r} ({type(config).__name__}){choice}")
 
 
-def _build_model(name: str, source: str, task: str, num_labels: int | None, seed: int, random_init: bool):
+def _build_model(name: str, source: str, task: str, inputs, num_labels: int | None, seed: int, random_init: bool):
     import transformers
     from transformers import AutoConfig
 
@@ -142,11 +142,12 @@ def _build_model(name: str, source: str, task: str, num_labels: int | None, seed
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"cannot load model {name!r}: {_one_line(exc)}{_offline_hint(source)}") from None
     _check_task(name, config, task)
+    auto = _auto_class(task)
+    _check_forward_takes(auto._model_mapping[type(config)], inputs)  # before the weights are read
     config.use_cache = False  # the graph computes whole sequences; a KV cache is for generation
     own = config.num_labels, [config.id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
     if num_labels is not None:
         config.num_labels = num_labels  # fresh LABEL_i names where the count changes
-    auto = _auto_class(task)
     torch.manual_seed(seed)
     if random_init:
         return auto.from_config(config).train(False)
@@ -173,14 +174,14 @@ def _build_model(name: str, source: str, task: str, num_labels: int | None, seed
     return model.train(False)
 
 
-def _check_forward_takes(model, inputs) -> None:
-    """Every requested input is an argument of the model's forward (Llama takes no token_type_ids)."""
+def _check_forward_takes(model_class, inputs) -> None:
+    """Every requested input is an argument of the model class's forward (Llama takes no token_type_ids)."""
     import inspect
-    params = inspect.signature(model.forward).parameters
+    params = inspect.signature(model_class.forward).parameters
     missing = [i for i in inputs if i not in params]
     if missing:
         takes = [i for i in INPUT_NAMES if i in params]
-        raise MaseIRError(f"--inputs: {type(model).__name__} takes no {', '.join(missing)} "
+        raise MaseIRError(f"--inputs: {model_class.__name__} takes no {', '.join(missing)} "
                           f"(of {','.join(INPUT_NAMES)} it takes {','.join(takes)})")
 
 
