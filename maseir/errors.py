@@ -33,3 +33,8 @@ class OutputError(MaseIRError, OSError):
     """An output cannot be written where it was asked for: a directory, a missing or
     unwritable folder, a name too long, a block device, an input of the command, a name of
     another format. Also an OSError, which is what a failed write raised before."""
+
+
+class InputError(MaseIRError, ValueError):
+    """A lowered graph was called with an input that does not fit the graph's input type (rank, dtype,
+    a fixed size, or a symbolic size that differs between inputs). Also a ValueError."""

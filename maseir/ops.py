@@ -338,6 +338,15 @@ register("new_ones", "new_ones.default", "a tensor of ones of size, dtype defaul
 register("full", "full.default", "a tensor of size filled with fill_value")
 
 
+# Ops the model families need (RoBERTa, GPT-2, Llama-shaped decoders, ViT, ResNet)
+register("cumsum", "cumsum.default", "running sum along dim (RoBERTa's position ids)")
+register("cos", "cos.default", "cosine (rotary embeddings)")
+register("sin", "sin.default", "sine (rotary embeddings)")
+register("argmax", "argmax.default", "index of the first maximum along dim (of the flattened input without dim)")
+register("addmm", "addmm.default", "beta * self + alpha * (mat1 @ mat2) (GPT-2's Conv1D)")
+register("split", "split.Tensor", "consecutive pieces of split_size along dim (the last may be smaller); "
+         "one output per piece")
+
 # --- type rules ---------------------------------------------------------------
 # The type rule of every op is its ATen meta kernel. Symbolic dims are given two
 # different sets of small sizes (small, so range constraints such as

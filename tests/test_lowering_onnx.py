@@ -138,8 +138,10 @@ def test_saving_is_deterministic_and_refuses_a_missing_folder(tiny_bert, tmp_pat
 
 def test_opset_outside_the_supported_range_is_refused(tiny_bert):
     _, graph = tiny_bert
-    with pytest.raises(MaseIRError, match="opset 17"):
-        maseir.to_onnx(graph, opset=17)
+    with pytest.raises(MaseIRError, match="opset 16 is not supported: choose 17 to"):
+        maseir.to_onnx(graph, opset=16)
+    with pytest.raises(MaseIRError, match="opset 99 is not supported"):
+        maseir.to_onnx(graph, opset=99)
 
 
 @SETTINGS

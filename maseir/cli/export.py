@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
-from ..frontends.names import DEFAULT_INPUTS, INPUT_NAMES, TASKS
+from ..frontends.names import TASK_DEFAULT_INPUTS, TASK_INPUTS, TASKS
 from . import check_output, report_written
 from .arguments import add_external_data_threshold, positive_int
 
@@ -19,19 +20,24 @@ def add_parser(sub) -> None:
         epilog="examples:\n"
                "  maseir export minilm -o minilm.mir\n"
                "  maseir export ./my-bert --random-init --seed 1 -o r.mir   # folder with only config.json\n"
-               "  maseir export minilm --inputs input_ids,attention_mask,labels -o m.mir  # adds the loss",
+               "  maseir export minilm --inputs input_ids,attention_mask,labels -o m.mir  # adds the loss\n"
+               "  maseir export ./my-gpt2 --random-init --task causal-lm -o lm.mir\n"
+               "  maseir export ./my-vit --random-init --task image-classification -o vit.mir",
 )
     p.add_argument("name", metavar="NAME", help="minilm, a model folder, or a hub name")
     p.add_argument("-o", "--output", required=True,
                    help="the .mir file to write (a FIFO or '-' for standard output are written through)")
     p.add_argument("--task", default="sequence-classification", choices=TASKS,
-                   help="model head (default: %(default)s)")
+                   help="model head: sequence-classification (logits [batch, labels]), causal-lm (logits "
+                        "[batch, seq, vocab]) or image-classification (pixel_values of the config's image "
+                        "size in, logits [batch, labels] out) (default: %(default)s)")
     p.add_argument("--num-labels", type=positive_int, metavar="N",
-                   help="classes of the head (default: the model config's, with its label names; "
+                   help="classes of a classification head (default: the model config's, with its label names; "
                         "2 for a config without labels)")
-    p.add_argument("--inputs", default=",".join(DEFAULT_INPUTS),
-                   help=f"graph inputs, comma separated, among {','.join(INPUT_NAMES)}; with labels the "
-                        "graph also outputs the loss (default: %(default)s)")
+    p.add_argument("--inputs", default=None,
+                   help="graph inputs, comma separated; with labels the graph also outputs the loss. " + "; ".join(
+                       f"{task}: among {','.join(TASK_INPUTS[task])} (default {','.join(TASK_DEFAULT_INPUTS[task])})"
+                       for task in TASKS))
     p.add_argument("--seed", type=int, default=0,
                    help="seed for a fresh head or --random-init weights (default: %(default)s)")
     p.add_argument("--random-init", action="store_true",
@@ -49,7 +55,7 @@ def run(args) -> int:
 
     output = check_output(args.output, kind="mir", force=args.force,
                           side_file=args.external_data_threshold is not None)
-    inputs = tuple(i.strip() for i in args.inputs.split(",") if i.strip())
+    inputs = None if args.inputs is None else tuple(i.strip() for i in args.inputs.split(",") if i.strip())
     start = time.perf_counter()
     if not args.json and sys.stderr.isatty():  # progress for people; errors stay one line in scripts
         print(f"exporting {args.name} ...", file=sys.stderr, flush=True)
@@ -57,6 +63,11 @@ def run(args) -> int:
                               seed=args.seed, random_init=args.random_init)
     nbytes = save(graph, output, external_data_threshold=args.external_data_threshold)
     seconds = time.perf_counter() - start
+    notes = json.loads(graph.metadata.get("notes", "[]"))
+    if not args.json:
+        for note in notes:  # what the export chose for the user (a pad token), before the summary
+            print(f"note: {note}", file=sys.stderr)
     report_written(graph, output, graph.metadata.get("source", args.name), seconds, args.json,
-                   nbytes=nbytes, dropout=sum(n.op == "dropout" for n in graph.nodes))
+                   nbytes=nbytes, dropout=sum(n.op == "dropout" for n in graph.nodes), task=args.task,
+                   notes=notes)
     return 0

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "lower", help="lower a .mir file to ONNX (for onnxruntime, Netron, deployment)",
         description="Lower MODEL to a runtime format and write it to OUT atomically. The ONNX file "
-                    "(opset 21 by default) has symbolic batch/seq sizes as dim_params and node names "
+                    "(opset 21 by default, 17 and up with --opset) has symbolic batch/seq sizes as dim_params and node names "
                     "taken from the module paths; dropout and other train-mode ops have eval semantics. "
                     "Weights stored in external data in MODEL go to OUT.data next to it (and every "
                     "weight of at least 1 KiB for models near protobuf's 2 GB limit).",
@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--to", required=True, choices=TARGETS, help="target format")
     p.add_argument("-o", "--output", required=True,
                    help="the file to write (a FIFO or '-' for standard output are written through)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 21)")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset, 17 or newer (default: 21); int4 and int16 fixed-point containers need 21")
     add_external_data_threshold(p, keeps_input_layout=True)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--force", action="store_true",
@@ -36,15 +37,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..lowering.onnx import DEFAULT_OPSET, save_onnx
+    from ..lowering.onnx import DEFAULT_OPSET, check_opset, save_onnx
 
+    opset = args.opset or DEFAULT_OPSET
+    check_opset(opset)  # before any file is read
     output = check_output(args.output, args.model, kind="onnx", force=args.force,
                           side_file=args.external_data_threshold is not None)
     threshold = output_threshold(args.external_data_threshold, args.model, output)  # the input's layout
     external = threshold is not None
     graph = load_valid(args.model)
     start = time.perf_counter()
-    opset = args.opset or DEFAULT_OPSET
     nbytes = save_onnx(graph, output, opset=opset, external_data_threshold=threshold)
     seconds = time.perf_counter() - start
     data = output.side_path if external and output.side_path.exists() else None

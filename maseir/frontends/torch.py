@@ -4,12 +4,16 @@
 capture (non-strict, so Hugging Face models work) and converts its ATen graph
 node by node into registry ops. Node names and scopes come from the module
 path in ``nn_module_stack``; params keep their state-dict names; symbolic
-sizes keep the names the caller gave them (``batch``, ``seq``).
+sizes keep the names the caller gave them (``batch``, ``seq``). A model's KV
+cache (``model.config.use_cache``) is off while it is captured, in-place ops on
+intermediate values become their out-of-place op, and a capture failure is a
+:class:`CaptureError` that says what to change where the cause is known.
 """
 
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +33,8 @@ _IDENTITIES = {aten.contiguous.default, aten.clone.default, aten.alias.default,
                aten.detach.default, aten.lift_fresh_copy.default}
 _ASSERTIONS = {aten._assert_tensor_metadata.default, aten._assert_scalar.default,
                aten.sym_constrain_range_for_size.default}
-_DTYPE_CASTS = {aten.to.dtype, aten.to.dtype_layout, aten.to.device, aten._to_copy.default}
+_DTYPE_CASTS = {aten.to.dtype, aten.to.dtype_layout, aten.to.device, aten._to_copy.default,
+                aten.type_as.default}
 
 # Overloads that map to a registry op under another name: (op, argument renames).
 _ALIASES = {
@@ -156,25 +161,75 @@ def _capture(model, args, kwargs, names, dynamic_dims) -> ExportedProgram:
     dynamic_shapes = positional or keyword  # example_inputs is one or the other
     was_training = model.training
     model.train(False)
+    config = getattr(model, "config", None)
+    cached = getattr(config, "use_cache", None)
+    if cached:  # a KV cache is for generating token by token; the graph computes the whole sequence
+        config.use_cache = False
     try:
         return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
     except MaseIRError:
         raise
     except Exception as exc:
-        raise MaseIRError(f"torch.export could not capture {type(model).__name__}: "
-                          f"{_explanation(exc)}") from exc
+        text, cause = _explanation(exc, model)
+        raise CaptureError(f"torch.export could not capture {type(model).__name__}: {text}", cause) from exc
     finally:
         model.train(was_training)
+        if cached:
+            config.use_cache = cached
 
 
-def _explanation(exc: Exception) -> str:
-    """torch.export's whole message, with what it means for maseir's arguments where it is a
-    size the model fixes (torch.export words it in terms of its own Dim API)."""
+class CaptureError(MaseIRError):
+    """torch.export could not capture a model.
+
+    ``cause`` names a cause maseir recognised and said in terms of what to
+    change (``"pad_token_id"``, ``"kv_cache"``, ``"output_type"``,
+    ``"data_dependent"``, ``"specialized"``); it is None where the message is
+    torch.export's own. The original exception is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, cause: str | None = None):
+        super().__init__(message)
+        self.cause = cause
+
+
+def _explanation(exc: Exception, model) -> tuple[str, str | None]:
+    """What a torch.export failure means for the user, and its cause's name (see CaptureError).
+
+    Failures worded in torch's internals (pytrees, guards on data-dependent
+    expressions) or in transformers' (a missing pad token) are said in terms
+    of what to change; any other keeps torch.export's whole message, with what
+    it means for maseir's arguments where it is a size the model fixes
+    (torch.export words that in terms of its own Dim API).
+    """
     text = str(exc).strip() or type(exc).__name__
+    name = type(model).__name__
+    if "Cannot handle batch sizes > 1 if no padding token is defined" in text:
+        eos = getattr(getattr(model, "config", None), "eos_token_id", None)
+        hint = f"; its eos_token_id is {eos}" if eos is not None else ""
+        return (f"{name} pools each row's last non-padding token, and its config has no pad_token_id, so it "
+                "cannot pool a batch of more than one row: set model.config.pad_token_id before export (commonly "
+                f"the tokenizer's pad or end-of-sequence token{hint}); `maseir export` sets it to the "
+                "eos_token_id itself", "pad_token_id")
+    found = re.search(r"Found <class '([\w.]+)'> in output, which is not a known type", text)
+    if found:
+        kind = found.group(1).rsplit(".", 1)[-1]
+        if "Cache" in kind:
+            return (f"{name} returns a key/value cache ({kind}), which a graph of the whole sequence does not "
+                    "need: call it with use_cache=False (maseir turns model.config.use_cache off for export, but "
+                    "this model makes a cache anyway)", "kv_cache")
+        return (f"{name} returns a {kind}, which is not a tensor (nor a tuple, list or dict of tensors): make "
+                "forward return tensors only", "output_type")
+    if "data-dependent" in text and "guard" in text.lower():
+        where = re.search(r"The following call raised this error:\s*\n\s*(File .+)", text)
+        at = f" ({where.group(1).strip()})" if where else ""
+        return (f"{name} branches on the values of a tensor{at}, and a graph is one computation for every "
+                "input value: compute both outcomes and choose with torch.where, or decide outside forward",
+                "data_dependent")
     if "specialized" in text or "specialised" in text:
         text += ("\n(maseir makes the axes in dynamic_dims symbolic, by default axis 0 of every input as "
                  "'batch'; leave out an axis the model fixes, or pass dynamic_dims={} for fixed sizes)")
-    return text
+        return text, "specialized"
+    return text, None
 
 
 class _Converter:
@@ -192,6 +247,7 @@ class _Converter:
         self.node_names: set[str] = set()
         self.params = {}
         self.inputs: list[Value] = []
+        self.order: dict[torch.fx.Node, int] | None = None  # graph position, for in-place ops
 
     def run(self) -> Graph:
         self._placeholders()
@@ -245,9 +301,11 @@ class _Converter:
             if isinstance(size, torch.SymInt):
                 expr = str(size.node.expr)
                 if expr not in self.symbols:
+                    named = {str(sym): self.symbols.get(str(sym), str(sym)) for sym in size.node.expr.free_symbols}
+                    readable = re.sub(r"\w+", lambda m: named.get(m.group(0), m.group(0)), expr)
                     raise UnsupportedOpError(
-                        f"{where}: size {expr} is an expression of the input sizes, "
-                        "which the IR does not represent yet")
+                        f"{where}: size {readable} is an expression of the input sizes, which the IR does not "
+                        "represent yet (the Python API exports fixed sizes meanwhile: dynamic_dims={})")
                 shape.append(self.symbols[expr])
             else:
                 shape.append(int(size))
@@ -278,6 +336,10 @@ class _Converter:
                 return
             self._emit(fx_node, "to", [source], {"dtype": DType(dtype)}, scope)
             return
+        mutated = None
+        if target not in _OVERLOADS and _out_of_place(target) is not None:
+            mutated = self._mutated(fx_node, scope)
+            target = _out_of_place(target)
         if target not in _OVERLOADS:
             name = getattr(target, "__name__", str(target))
             raise UnsupportedOpError(
@@ -288,11 +350,38 @@ class _Converter:
         named = _named_args(target, fx_node.args, fx_node.kwargs)
         named = {renames.get(k, k): v for k, v in named.items()}
         inputs, attrs = self._operands(op, named, scope)
+        if op_name == "split" and len(fx_node.meta["val"]) == 1:  # one piece: the input itself
+            self.env[fx_node] = [inputs[0]]
+            return
         if op_name == "scaled_dot_product_attention":
             p = _attention_dropout(self.model, scope)
             if p:
                 attrs["dropout_p"] = p
         self._emit(fx_node, op_name, inputs, attrs, scope)
+        for alias in mutated or ():  # later readers of the updated tensor read the result
+            self.env[alias] = self.env[fx_node]
+
+    def _mutated(self, fx_node, scope: str) -> list:
+        """The fx nodes that stand for the tensor an in-place op (``x += y``, ``add_``) updates: the
+        tensor and the earlier in-place results that alias it. Refused unless updating it is the
+        same as rebinding it to the result: an intermediate value that no view shares."""
+        chain = [fx_node.args[0]]
+        while isinstance(chain[-1], torch.fx.Node) and _is_in_place(chain[-1]):
+            chain.append(chain[-1].args[0])
+        root = chain[-1]
+        name = str(fx_node.target)
+        where = f"module '{scope or '<root>'}'"
+        if not isinstance(root, torch.fx.Node) or root.op != "call_function":
+            raise UnsupportedOpError(f"op {name} in {where} updates a graph input, parameter or buffer in place, "
+                                     "which the IR does not represent (export the model in eval mode, or make "
+                                     "the update out of place)")
+        if self.order is None:
+            self.order = {n: i for i, n in enumerate(self.ep.graph.nodes)}
+        earlier = [u for n in chain for u in n.users if u is not fx_node and self.order[u] < self.order[fx_node]]
+        if _is_view(root) or any(_is_view(u) and not _is_in_place(u) for u in earlier):
+            raise UnsupportedOpError(f"op {name} in {where} updates in place a tensor that is a view of another "
+                                     "(or has one), which the IR does not represent; make the update out of place")
+        return chain
 
     def _sym_size(self, fx_node) -> Sym:
         return self._sym_of(fx_node.meta["val"])
@@ -384,6 +473,35 @@ class _Converter:
             node.inputs = [renames.get(i, i) for i in node.inputs]
             node.outputs = [Value(renames.get(v.name, v.name), v.type) for v in node.outputs]
         return [renames.get(v, v) for v in results]
+
+
+def _out_of_place(target):
+    """The out-of-place overload of an in-place ATen overload (``add_.Tensor`` -> ``add.Tensor``)
+    that the registry holds, or None."""
+    schema = getattr(target, "_schema", None)
+    if schema is None or not schema.arguments:
+        return None
+    first = schema.arguments[0].alias_info
+    base = schema.name.split("::")[-1]
+    if first is None or not first.is_write or not base.endswith("_"):
+        return None
+    overload = getattr(getattr(aten, base[:-1], None), target._overloadname, None)
+    return overload if overload in _OVERLOADS else None
+
+
+def _is_in_place(fx_node) -> bool:
+    """Whether ``fx_node`` is an in-place op (its result is its updated first argument)."""
+    schema = getattr(fx_node.target, "_schema", None) if fx_node.op == "call_function" else None
+    first = schema.arguments[0].alias_info if schema is not None and schema.arguments else None
+    return first is not None and first.is_write
+
+
+def _is_view(fx_node) -> bool:
+    """Whether ``fx_node``'s result may share memory with an input (a view or an alias)."""
+    if fx_node.op != "call_function":
+        return False
+    schema = getattr(fx_node.target, "_schema", None)
+    return schema is not None and any(r.alias_info is not None for r in schema.returns)
 
 
 def _named_args(target, args, kwargs) -> dict[str, Any]:

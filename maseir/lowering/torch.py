@@ -21,6 +21,7 @@ from torch import fx, nn
 
 from .. import formats, ops, tensors
 from ..ir import Graph
+from .inputs import check_inputs, input_signature
 
 aten = torch.ops.aten
 
@@ -43,12 +44,19 @@ class ModeAwareOp(nn.Module):
 
 
 def to_torch(graph: Graph) -> fx.GraphModule:
-    """A GraphModule computing ``graph``, in eval mode."""
+    """A GraphModule computing ``graph``, in eval mode.
+
+    Called with inputs that do not fit the graph's input types (rank, dtype,
+    a fixed size, one size per symbolic dim across inputs) it raises
+    :class:`maseir.errors.InputError`, one line naming the input
+    (``maseir.lowering.inputs``)."""
     root = nn.Module()
     fx_graph = fx.Graph()
     env: dict[str, fx.Node] = {}
     for value in graph.inputs:
         env[value.name] = fx_graph.placeholder(_identifier(value.name))
+    # inputs that do not fit the graph's input types fail here, naming the input, not deep inside an op
+    fx_graph.call_function(check_inputs, (input_signature(graph), *(env[v.name] for v in graph.inputs)))
     sizes: dict[str, fx.Node] = {}
 
     def size_of(dim: str) -> fx.Node:

@@ -275,3 +275,40 @@ def _unary_handler(op_name, fold):
 
 for _onnx_op, (_op_name, _fold) in _UNARY.items():
     setattr(ElementwiseOps, f"_op_{_onnx_op}", _unary_handler(_op_name, _fold))
+
+
+# --- the model families' ops: rotary embeddings (Cos, Sin), position ids (CumSum), last-token pooling
+# (ArgMax) -----------------------------------------------------------------------------------------
+for _onnx_op, (_op_name, _fold) in {"Cos": ("cos", np.cos), "Sin": ("sin", np.sin)}.items():
+    setattr(ElementwiseOps, f"_op_{_onnx_op}", _unary_handler(_op_name, _fold))
+
+
+def _op_CumSum(self, node, ins, attrs):
+    """CumSum along a constant axis, in the input's dtype (ATen's cumsum sums narrower integers as
+    int64 unless told the dtype, so they are told)."""
+    x, axis = ins[0], self.scalar(ins[1])
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise self._error("sums along an axis that is not a constant")
+    for flag in ("exclusive", "reverse"):
+        if attrs.get(flag):
+            raise self._error(f"{flag}=1 (only the inclusive forward running sum is supported)")
+    if isinstance(x, Const):
+        return [self.const(np.cumsum(x.array, axis=axis).astype(x.array.dtype), node.output[0])]
+    dtype = self.type_of(x).dtype
+    extra = {"dtype": DType(dtype)} if dtype in ("int8", "int16", "int32", "uint8") else {}
+    return [self.emit("cumsum", [x], {"dim": axis, **extra}, out=self.out(node))]
+
+
+def _op_ArgMax(self, node, ins, attrs):
+    """ArgMax taking the first maximum (ATen's argmax; select_last_index=1 is refused)."""
+    if attrs.get("select_last_index"):
+        raise self._error("select_last_index=1 (ATen's argmax takes the first maximum)")
+    axis, keep = attrs.get("axis", 0), bool(attrs.get("keepdims", 1))
+    if isinstance(ins[0], Const):
+        result = np.argmax(ins[0].array, axis=axis)
+        return [self.const(np.expand_dims(result, axis) if keep else result, node.output[0])]
+    return [self.emit("argmax", [ins[0]], {"dim": axis, "keepdim": keep}, out=self.out(node))]
+
+
+ElementwiseOps._op_CumSum = _op_CumSum
+ElementwiseOps._op_ArgMax = _op_ArgMax

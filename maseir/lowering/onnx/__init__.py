@@ -1,6 +1,6 @@
 """Mase IR -> ONNX.
 
-``to_onnx(graph)`` gives an ``onnx.ModelProto`` (opset 21 by default) that
+``to_onnx(graph)`` gives an ``onnx.ModelProto`` (opset 21 by default, 17 and up on request) that
 computes what ``to_torch(graph)`` computes in eval mode, and ``save_onnx``
 writes one atomically, with weights in an external data file next to it for
 large models. ONNX Runtime runs the result (``maseir.runtime``).
@@ -21,7 +21,8 @@ from __future__ import annotations
 from . import elementwise, formats, layers, shapes  # noqa: F401  (register the rules)
 from .context import (FORMAT_RULES, ONNX_DTYPES, Lowering, RuleContext, format_rule, needs_format, onnx_rule,
                       value_info)
-from .model import DEFAULT_OPSET, MIN_OPSET, build, save_onnx, to_onnx
+from .model import DEFAULT_OPSET, MIN_OPSET, build, check_opset, save_onnx, to_onnx
 
-__all__ = ["DEFAULT_OPSET", "FORMAT_RULES", "Lowering", "RuleContext", "build", "format_rule", "needs_format",
+__all__ = ["DEFAULT_OPSET", "FORMAT_RULES", "Lowering", "MIN_OPSET", "RuleContext", "build", "check_opset",
+           "format_rule", "needs_format",
            "onnx_rule", "save_onnx", "to_onnx", "value_info"]

@@ -161,6 +161,11 @@ class Lowering:
         """The initializer holding param ``ir_name`` transposed ([in, out]), or None
         where the param is stored as it is (see :func:`transposed_params`)."""
         return ir_name if ir_name in self.transposed else None
+    def require_opset(self, version: int, what: str) -> None:
+        """Refuse to lower ``what`` (a node or value and the ONNX feature it needs) below opset ``version``."""
+        if self.opset < version:
+            raise UnsupportedOpError(f"{what} needs ONNX opset {version} or newer (lowering to opset {self.opset}); "
+                                     f"use --opset {version}")
 
     # emission
     def emit(self, op_type: str, inputs: list[str | None], outputs: list[str], name: str,

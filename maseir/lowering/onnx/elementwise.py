@@ -4,6 +4,8 @@ reductions."""
 
 from __future__ import annotations
 
+import math
+
 from onnx import TensorProto, helper
 
 from .context import ONNX_DTYPES, RuleContext, _promote, onnx_rule
@@ -34,7 +36,21 @@ def _rsqrt(ctx: RuleContext) -> None:
 
 @onnx_rule("gelu")
 def _gelu(ctx: RuleContext) -> None:
-    ctx.final("Gelu", [ctx.input("self")], approximate=str(ctx.attr("approximate")))
+    """Gelu from opset 20; before it, ATen's formula: x/2 (1 + erf(x/sqrt 2)), or with
+    approximate="tanh", x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    x, approximate = ctx.input("self"), str(ctx.attr("approximate"))
+    if ctx.low.opset >= 20:
+        ctx.final("Gelu", [x], approximate=approximate)
+        return
+    dtype = ctx.type("self").dtype
+    if approximate == "tanh":
+        cube = ctx.emit("Mul", [ctx.emit("Mul", [x, x]), x])
+        inner = ctx.emit("Add", [x, ctx.emit("Mul", [cube, ctx.const(0.044715, dtype, "c")])])
+        core = ctx.emit("Tanh", [ctx.emit("Mul", [inner, ctx.const(math.sqrt(2 / math.pi), dtype, "k")])])
+    else:
+        core = ctx.emit("Erf", [ctx.emit("Mul", [x, ctx.const(1 / math.sqrt(2), dtype, "k")])])
+    half_x = ctx.emit("Mul", [x, ctx.const(0.5, dtype, "half")])
+    ctx.final("Mul", [half_x, ctx.emit("Add", [core, ctx.const(1.0, dtype, "one")])])
 
 
 @onnx_rule("silu")
@@ -180,9 +196,51 @@ def _reduction(name: str, onnx_op: str) -> None:
         xt = ctx.type("self")
         x = ctx.cast(ctx.input("self"), xt.dtype, ctx.out_type.dtype)
         dims = ctx.attr("dim")
+        keepdims = int(bool(ctx.attr("keepdim")))
+        if onnx_op != "ReduceSum" and ctx.low.opset < 18:  # axes became an input in opset 18 (ReduceSum: 13)
+            attrs = {"axes": [int(d) for d in dims]} if dims else {}
+            ctx.final(onnx_op, [x], keepdims=keepdims, **attrs)
+            return
         axes = ctx.const([int(d) for d in dims], "int64", "axes") if dims else None
-        ctx.final(onnx_op, [x, axes], keepdims=int(bool(ctx.attr("keepdim"))))
+        ctx.final(onnx_op, [x, axes], keepdims=keepdims)
 
 
 _reduction("mean", "ReduceMean")
 _reduction("sum", "ReduceSum")
+
+
+# --- ops the model families need: rotary embeddings, position ids, last-token pooling --------
+for _name, _onnx_op in (("cos", "Cos"), ("sin", "Sin")):
+    _unary(_name, _onnx_op)
+
+
+@onnx_rule("cumsum")
+def _cumsum(ctx: RuleContext) -> None:
+    """CumSum in the result dtype (ATen sums bool and integers as int64); ONNX Runtime's CumSum
+    takes 32- and 64-bit types only, so narrower floats are summed in float32."""
+    dtype = ctx.out_type.dtype
+    work = "float32" if dtype in ("float16", "bfloat16") else dtype
+    x = ctx.cast(ctx.input("self"), ctx.type("self").dtype, work)
+    axis = ctx.const(int(ctx.attr("dim")), "int64", "axis")
+    if work == dtype:
+        ctx.final("CumSum", [x, axis])
+    else:
+        ctx.final("Cast", [ctx.emit("CumSum", [x, axis])], to=ONNX_DTYPES[dtype])
+
+
+@onnx_rule("argmax")
+def _argmax(ctx: RuleContext) -> None:
+    """ArgMax picking the first maximum, as ATen does; without dim, of the flattened input."""
+    x, xt = ctx.input("self"), ctx.type("self")
+    dim, keepdim = ctx.attr("dim"), bool(ctx.attr("keepdim"))
+    if xt.dtype == "bool":
+        x = ctx.cast(x, "bool", "int32")
+    if dim is None:
+        flat = ctx.emit("Reshape", [x, ctx.const([-1], "int64", "flat")])
+        if not keepdim:
+            ctx.final("ArgMax", [flat], axis=0, keepdims=0)
+            return
+        shape = ctx.const([1] * len(xt.shape), "int64", "ones")
+        ctx.final("Reshape", [ctx.emit("ArgMax", [flat], axis=0, keepdims=1), shape])
+        return
+    ctx.final("ArgMax", [x], axis=int(dim), keepdims=int(keepdim), select_last_index=0)

@@ -43,6 +43,8 @@ def scale_and_zero(low: Lowering, fmt: NumberFormat, dtype: str, container: str,
                    zero_point: int = 0) -> tuple[str, str, dict]:
     """The scale and zero-point initializers of ``fmt`` (1-D per channel) and the
     ``axis`` attribute QuantizeLinear/DequantizeLinear need for it."""
+    if container in ("int4", "int16"):
+        low.require_opset(21, f"{hint}: the {container} container of {fmt}")
     step = formats.scale(fmt)
     if isinstance(step, tuple):
         scale = low.constant(list(step), dtype, f"{hint}/scale")

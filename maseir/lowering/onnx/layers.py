@@ -288,3 +288,14 @@ def _cross_entropy(ctx: RuleContext) -> None:
         ctx.final("Squeeze", [ctx.emit("SoftmaxCrossEntropyLoss", inputs, **attrs), ctx.const([0], "int64", "axes")])
     else:
         ctx.final("SoftmaxCrossEntropyLoss", inputs, **attrs)
+
+
+@onnx_rule("addmm")
+def _addmm(ctx: RuleContext) -> None:
+    """Gemm: alpha * mat1 @ mat2 + beta * self (self broadcast to the product's shape)."""
+    dtype = ctx.out_type.dtype
+    beta, alpha = ctx.attr("beta"), ctx.attr("alpha")
+    inputs = [ctx.operand("mat1", dtype), ctx.operand("mat2", dtype), ctx.operand("self", dtype)]
+    if beta == 0:  # ATen ignores self then, NaN and inf included
+        inputs = inputs[:2]
+    ctx.final("Gemm", inputs, alpha=float(alpha), beta=float(beta if beta != 0 else 1.0))

@@ -17,8 +17,10 @@ from .context import Lowering, value_info
 
 DEFAULT_OPSET = 21
 """Opset 21: QuantizeLinear with int4/int16 containers, Gelu, Shape(start, end)."""
-MIN_OPSET = 21
-_IR_VERSION = 10  # the oldest ONNX IR version that carries opset 21: readable by more tools
+MIN_OPSET = 17
+"""Opset 17 (LayerNormalization) and up: every op is expressed there, Gelu (opset 20) through Erf or
+Tanh, ReduceMean with axes as an attribute (an input from 18); only the int4 and int16 containers of
+fixed-point formats need opset 21, and a graph that has them says so."""
 
 
 # A model whose weights would pass protobuf's 2 GB limit gets external data
@@ -27,7 +29,8 @@ _AUTO_EXTERNAL_BYTES = 1_800_000_000
 _EXTERNAL_ALIGN = 4096
 
 
-def _check_opset(opset: int) -> None:
+def check_opset(opset: int) -> None:
+    """Raise MaseIRError unless ``opset`` is one the lowering writes (MIN_OPSET to onnx's latest)."""
     latest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= latest:
         raise MaseIRError(f"ONNX opset {opset} is not supported: choose {MIN_OPSET} to {latest}")
@@ -37,12 +40,13 @@ def build(graph: Graph, opset: int = DEFAULT_OPSET, *, external: str | None = No
           external_threshold: int = 0) -> tuple[onnx.ModelProto, list]:
     """The ONNX model of ``graph`` and, with ``external`` (a file name), the chunks of
     that external data file holding every weight of at least ``external_threshold`` bytes."""
-    _check_opset(opset)
+    check_opset(opset)
     low = Lowering(graph, opset)
     low.run()
     # The model is filled in place: helper.make_graph/make_model would copy every weight twice.
     model = onnx.ModelProto()
-    model.ir_version = _IR_VERSION
+    # the oldest ONNX IR version that carries the opset (10 for 21): readable by the most tools
+    model.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
     model.opset_import.append(helper.make_opsetid("", opset))
     model.producer_name, model.producer_version = "maseir", _version()
     model.doc_string = "Lowered from a Mase IR graph by maseir."

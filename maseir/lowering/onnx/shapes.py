@@ -213,3 +213,14 @@ def _new_ones(ctx: RuleContext) -> None:
 @onnx_rule("full")
 def _full(ctx: RuleContext) -> None:
     _fill(ctx, ctx.attr("fill_value"))
+
+
+@onnx_rule("split")
+def _split(ctx: RuleContext) -> None:
+    """Split into the IR node's outputs, sized as ATen sizes them (every piece split_size, the last
+    what is left)."""
+    sizes = [t.type.shape[_axis(int(ctx.attr("dim")), _rank(ctx.type("self")))] for t in ctx.node.outputs]
+    if not all(isinstance(s, int) for s in sizes):
+        raise _unsupported(ctx, "along a symbolic dim")
+    dim = int(ctx.attr("dim"))
+    ctx.final("Split", [ctx.input("self"), ctx.const(sizes, "int64", "split")], axis=dim)
