@@ -221,7 +221,9 @@ def auto_frac(low: float, high: float, width: int) -> int:
     peak = max(abs(low), abs(high))
     if peak == 0:
         return width - 1
-    guess = math.floor(math.log2(qmax / peak)) + 1
+    # peak * 2^f <= qmax holds up to floor(log2(qmax / peak)); rounding and the grid's one extra
+    # negative code allow one f more (at width 2, round(-1.1 * 2) = -2 fits), so start two above
+    guess = math.floor(math.log2(qmax / peak)) + 2
     for f in range(min(guess, MAX_FRAC), -MAX_FRAC - 1, -1):
         if _round_half_even(high * 2.0 ** f) <= qmax and _round_half_even(low * 2.0 ** f) >= qmin:
             return f
