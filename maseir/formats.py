@@ -202,8 +202,9 @@ def _dynamic_round(x, fmt: NumberFormat):
         q = torch.clamp(torch.round(x / step) + zero, 0, qmax)
         return (q - zero) * step
     import numpy as np
-    low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    step = np.float32((high - low) / qmax) or np.float32(1.0)
+    # in float32, as ONNX Runtime and the torch branch compute it: a float64 step differs in its last bits
+    low, high = np.float32(min(x.min(), 0.0)), np.float32(max(x.max(), 0.0))
+    step = (high - low) / np.float32(qmax) or np.float32(1.0)
     zero = np.clip(np.rint(-low / step), 0, qmax)
     q = np.clip(np.rint(x / step) + zero, 0, qmax)
     return ((q - zero) * step).astype(x.dtype)
