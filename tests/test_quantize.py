@@ -620,6 +620,16 @@ def test_steps_that_do_not_fit_the_graph_fail_in_one_line(tiny_bert, text, fragm
     assert digest(graph) == before
 
 
+@pytest.mark.parametrize("value,fragment", [(1e25, "too wide for 2-bit"), (float("inf"), "not finite")])
+def test_a_weight_no_format_holds_is_an_error_naming_it(value, fragment):
+    model = nn.Sequential(nn.Linear(3, 2)).eval()
+    with torch.no_grad():
+        model[0].weight[0, 0] = value
+    graph = maseir.export(model, (torch.randn(2, 3),))
+    with pytest.raises(PassError, match=rf"0\.weight: .*{fragment}"):
+        apply(graph, "quantize bits=2 data.frac=0")
+
+
 def test_the_cli_says_so_in_one_line(tiny_bert, tmp_path):
     import subprocess
     import sys

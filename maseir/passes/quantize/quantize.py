@@ -81,7 +81,8 @@ def quantize(graph: Graph, config: QuantizeConfig) -> tuple[Graph, dict]:
     """A copy of ``graph`` quantized as ``config`` says, and a report.
 
     Raises SelectionError when the selection matches nothing, QuantizeError
-    when an activation needs a recorded range (``frac=auto``) and has none."""
+    when an activation needs a recorded range (``frac=auto``) and has none, or
+    when no ``frac`` holds a weight (``auto`` on one that is not finite or too large for any f)."""
     from ... import tensors
 
     chosen = select(graph, config.selection)
@@ -175,13 +176,16 @@ def _param_format(param: Tensor, spec: TensorFormat, granularity: str, values, a
             and current.width == spec.bits and bool(current.fracs) == per_channel \
             and (not current.fracs or current.axis == axis):
         return current
-    if per_channel:
-        fracs = formats.auto_fracs(values, spec.bits, axis) if spec.frac == AUTO \
-            else (int(spec.frac),) * int(param.type.shape[axis])
-        return formats.fixed_per_channel(spec.bits, fracs, axis)
-    if spec.frac == AUTO:
-        return formats.fixed(spec.bits, formats.auto_frac(float(values.min(initial=0.0)),
-                                                          float(values.max(initial=0.0)), spec.bits))
+    try:
+        if per_channel:
+            fracs = formats.auto_fracs(values, spec.bits, axis) if spec.frac == AUTO \
+                else (int(spec.frac),) * int(param.type.shape[axis])
+            return formats.fixed_per_channel(spec.bits, fracs, axis)
+        if spec.frac == AUTO:
+            return formats.fixed(spec.bits, formats.auto_frac(float(values.min(initial=0.0)),
+                                                              float(values.max(initial=0.0)), spec.bits))
+    except ValueError as exc:  # a weight that is not finite, or beyond every f's range
+        raise QuantizeError(f"{param.name}: {exc}") from None
     return formats.fixed(spec.bits, int(spec.frac))
 
 
