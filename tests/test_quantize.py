@@ -547,7 +547,7 @@ class MatMuls(nn.Module):
         return torch.matmul(torch.matmul(x, self.w), self.v)
 
 
-def test_channel_granularity_follows_the_output_channels_of_a_matmul():
+def test_channel_granularity_follows_the_output_channels_of_a_matmul(tmp_path):
     torch.manual_seed(0)
     graph = maseir.export(MatMuls().eval(), (torch.randn(3, 6),))
     out, _ = assert_pure_deterministic_idempotent(graph, "quantize ops=matmul granularity=channel data.frac=4")
@@ -557,6 +557,9 @@ def test_channel_granularity_follows_the_output_channels_of_a_matmul():
     # a 1-D operand has one output channel (x @ v is one number per row): its per-tensor format is it
     assert out.params["v"].type.format == formats.fixed(8, out.params["v"].type.format.frac)
     assert_lowerings_agree(out, torch.randn(5, 6))
+    maseir.save(out, tmp_path / "axis1.mir")
+    assert digest(maseir.load(tmp_path / "axis1.mir")) == digest(out)
+    assert "param w: float32[6, 4] fixed<8,ch1:" in maseir.show(out)
 
 
 # --- text form, diff, files -------------------------------------------------------------------
