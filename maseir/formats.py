@@ -202,8 +202,9 @@ def _dynamic_round(x, fmt: NumberFormat):
         q = torch.clamp(torch.round(x / step) + zero, 0, qmax)
         return (q - zero) * step
     import numpy as np
-    low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    step = np.float32((high - low) / qmax) or np.float32(1.0)
+    # in float32, as ONNX Runtime and the torch branch compute it: a float64 step differs in its last bits
+    low, high = np.float32(min(x.min(), 0.0)), np.float32(max(x.max(), 0.0))
+    step = (high - low) / np.float32(qmax) or np.float32(1.0)
     zero = np.clip(np.rint(-low / step), 0, qmax)
     q = np.clip(np.rint(x / step) + zero, 0, qmax)
     return ((q - zero) * step).astype(x.dtype)
@@ -221,7 +222,9 @@ def auto_frac(low: float, high: float, width: int) -> int:
     peak = max(abs(low), abs(high))
     if peak == 0:
         return width - 1
-    guess = math.floor(math.log2(qmax / peak)) + 1
+    # peak * 2^f <= qmax holds up to floor(log2(qmax / peak)); rounding and the grid's one extra
+    # negative code allow one f more (at width 2, round(-1.1 * 2) = -2 fits), so start two above
+    guess = math.floor(math.log2(qmax / peak)) + 2
     for f in range(min(guess, MAX_FRAC), -MAX_FRAC - 1, -1):
         if _round_half_even(high * 2.0 ** f) <= qmax and _round_half_even(low * 2.0 ** f) >= qmin:
             return f

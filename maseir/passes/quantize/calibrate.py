@@ -13,6 +13,8 @@ a format of it.
 
 from __future__ import annotations
 
+import math
+
 from ...ir import Graph
 from ..registry import ArgSpec, PassResult, PassSpec, StepArgs, register
 from .quantize import QUANTIZABLE_OPS
@@ -92,7 +94,9 @@ def calibrate(graph: Graph, batches, *, ops: tuple[str, ...], method: str, perce
         if value not in lows:
             continue
         low, high = lows[value], highs[value]
-        if method == "percentile" and samples[value]:
+        # a range that is not finite stays as seen: percentiles of the finite samples would turn a
+        # mask's -inf into a finite range, and quantize would make a format of it
+        if method == "percentile" and samples[value] and math.isfinite(low) and math.isfinite(high):
             pool = torch.cat(samples[value]).double()
             finite = pool[torch.isfinite(pool)]
             if finite.numel():

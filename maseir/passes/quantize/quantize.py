@@ -81,7 +81,8 @@ def quantize(graph: Graph, config: QuantizeConfig) -> tuple[Graph, dict]:
     """A copy of ``graph`` quantized as ``config`` says, and a report.
 
     Raises SelectionError when the selection matches nothing, QuantizeError
-    when an activation needs a recorded range (``frac=auto``) and has none."""
+    when an activation needs a recorded range (``frac=auto``) and has none, or
+    when no ``frac`` holds a weight (``auto`` on one that is not finite or too large for any f)."""
     from ...arrays import to_numpy
 
     chosen = select(graph, config.selection)
@@ -108,7 +109,8 @@ def quantize(graph: Graph, config: QuantizeConfig) -> tuple[Graph, dict]:
                 param = new.params[value]
                 if value not in done:
                     values = to_numpy(param)
-                    fmt = _param_format(param, spec, config.granularity if role == "weight" else "tensor", values)
+                    fmt = _param_format(param, spec, config.granularity if role == "weight" else "tensor", values,
+                                        output_channel_axis(node.op, slot, len(param.type.shape)))
                     if param.type.format != fmt:
                         new.params[value] = Tensor(value, TensorType(param.type.dtype, param.type.shape, fmt),
                                                    formats.encode(values, fmt), param.trainable,
@@ -151,21 +153,40 @@ def quantize(graph: Graph, config: QuantizeConfig) -> tuple[Graph, dict]:
     return new, report
 
 
-def _param_format(param: Tensor, spec: TensorFormat, granularity: str, values) -> NumberFormat:
-    """The fixed-point format of a param: per tensor, or per channel (axis 0). ``auto``
-    on a param already stored at this width and granularity keeps its format: its
-    rounded values could take a larger f, but re-quantizing must change nothing."""
+def output_channel_axis(op: str, slot: str, ndim: int) -> int | None:
+    """The axis of a weight's output channels (for ``granularity=channel``), or None for a
+    weight with a single output: 0 for linear and conv2d weights ([out, in, ...]) and
+    embedding tables (one row per index); for matmul, the last axis of ``other`` (x @ W,
+    W [..., in, out]) and the second-to-last of ``self`` (W @ x); a 1-D operand of matmul
+    (a dot product) has one output, and a 1-D param (a bias) is per tensor."""
+    if ndim < 2:
+        return None
+    if op == "matmul":
+        return ndim - 1 if slot == "other" else ndim - 2
+    return 0
+
+
+def _param_format(param: Tensor, spec: TensorFormat, granularity: str, values, axis: int | None) -> NumberFormat:
+    """The fixed-point format of a param: per tensor, or per channel along ``axis``
+    (None: per tensor). ``auto`` on a param already stored at this width and granularity
+    keeps its format: its rounded values could take a larger f, but re-quantizing must
+    change nothing."""
     current = param.type.format
+    per_channel = granularity == "channel" and axis is not None
     if spec.frac == AUTO and formats.is_stored_as_codes(current) and current.kind == "fixed" \
-            and current.width == spec.bits and bool(current.fracs) == (granularity == "channel"):
+            and current.width == spec.bits and bool(current.fracs) == per_channel \
+            and (not current.fracs or current.axis == axis):
         return current
-    if granularity == "channel" and len(param.type.shape) >= 2:
-        fracs = formats.auto_fracs(values, spec.bits, 0) if spec.frac == AUTO \
-            else (int(spec.frac),) * int(param.type.shape[0])
-        return formats.fixed_per_channel(spec.bits, fracs, 0)
-    if spec.frac == AUTO:
-        return formats.fixed(spec.bits, formats.auto_frac(float(values.min(initial=0.0)),
-                                                          float(values.max(initial=0.0)), spec.bits))
+    try:
+        if per_channel:
+            fracs = formats.auto_fracs(values, spec.bits, axis) if spec.frac == AUTO \
+                else (int(spec.frac),) * int(param.type.shape[axis])
+            return formats.fixed_per_channel(spec.bits, fracs, axis)
+        if spec.frac == AUTO:
+            return formats.fixed(spec.bits, formats.auto_frac(float(values.min(initial=0.0)),
+                                                              float(values.max(initial=0.0)), spec.bits))
+    except ValueError as exc:  # a weight that is not finite, or beyond every f's range
+        raise QuantizeError(f"{param.name}: {exc}") from None
     return formats.fixed(spec.bits, int(spec.frac))
 
 
