@@ -116,29 +116,58 @@ def _remove_heads(graph: Graph, block: AttentionBlock, kept_heads) -> None:
     _keep(graph, block.output.inputs[1], 1, rows)
     old_heads, new_heads = block.heads, len(kept_heads)
     old_width, new_width = old_heads * block.head_dim, new_heads * block.head_dim
-    producers = graph.producers()
-    path = set()
-    for lin in (block.query, block.key, block.value, block.output):  # the reshapes between the linears and sdpa
-        path.update(_between(graph, producers, lin, block))
+    axes = _reshape_head_axes(graph, block)
     for node in graph.nodes:
-        if node.name in path and node.op == "reshape":
-            node.attrs["shape"] = tuple(new_heads if d == old_heads else new_width if d == old_width else d
-                                        for d in node.attrs["shape"])
+        if node.name not in axes:
+            continue
+        axis, shape = axes[node.name], list(node.attrs["shape"])
+        if axis is None:  # merged heads [..., heads * head_dim]
+            if shape[-1] == old_width:
+                shape[-1] = new_width
+        elif shape[axis] == old_heads:  # by position: head_dim or a fixed batch may be the same number
+            shape[axis] = new_heads
+        node.attrs["shape"] = tuple(shape)
 
 
-def _between(graph: Graph, producers, linear, block: AttentionBlock) -> set[str]:
-    """Names of the nodes on the path from a projection to the attention (or back)."""
-    found = set()
-    for start in block.attention.inputs[:3]:
-        node = producers.get(start)
+def _reshape_head_axes(graph: Graph, block: AttentionBlock) -> dict:
+    """The name of each reshape between the projections and the attention (and back to
+    the output linear), with the axis of its output that counts the heads, or None where the heads
+    are merged into the last axis. Found by following the attention's heads axis
+    ([..., heads, seq, head_dim]) through the transposes and permutes on the way."""
+    producers, types = graph.producers(), graph.value_types()
+    found = {}
+    for start in block.attention.inputs[:3]:  # back from the attention to each projection
+        axis, node = -3, producers.get(start)
         while node is not None and node.op in ("reshape", "transpose", "permute", "quantize"):
-            found.add(node.name)
+            rank = len(node.outputs[0].type.shape)
+            axis = None if axis is None else axis % rank
+            if node.op == "reshape":
+                found[node.name] = axis
+                axis = None
+            elif node.op == "transpose" and axis is not None:
+                axis = _swap(axis, node.attrs["dim0"] % rank, node.attrs["dim1"] % rank)
+            elif node.op == "permute" and axis is not None:
+                axis = node.attrs["dims"][axis] % rank
             node = producers.get(node.inputs[0])
-    node = producers.get(block.output.inputs[0])
+    chain, node = [], producers.get(block.output.inputs[0])  # forward from the attention to the output linear
     while node is not None and node.name != block.attention.name:
-        found.add(node.name)
+        chain.append(node)
         node = producers.get(node.inputs[0])
+    axis = len(block.attention.outputs[0].type.shape) - 3
+    for node in reversed(chain):
+        rank = len(node.outputs[0].type.shape)
+        if node.op == "reshape":
+            axis = axis if axis is not None and rank == len(types[node.inputs[0]].shape) else None
+            found[node.name] = axis
+        elif node.op == "transpose" and axis is not None:
+            axis = _swap(axis, node.attrs["dim0"] % rank, node.attrs["dim1"] % rank)
+        elif node.op == "permute" and axis is not None:
+            axis = [d % rank for d in node.attrs["dims"]].index(axis)
     return found
+
+
+def _swap(axis: int, a: int, b: int) -> int:
+    return b if axis == a else a if axis == b else axis
 
 
 def _retype(graph: Graph) -> None:
