@@ -103,6 +103,24 @@ def test_a_dead_neurons_constant_output_moves_into_the_next_bias(activation):
         assert np.abs(outputs(unfolded, x)[0] - outputs(pruned, x)[0]).max() > 1e-3
 
 
+@pytest.mark.parametrize("quantize,removed", [
+    ("quantize bits=8 data=none", False),  # 0.5 x columns does not fit the 8-bit bias: the neurons stay
+    ("quantize bits=4 data=none granularity=channel", False),
+    ("quantize bits=16 data=none weight.frac=8 bias.frac=12", True),  # it fits: folded exactly
+    ("quantize bits=8 data.frac=0 weight.frac=4 bias.frac=4", True),  # sigmoid(0) = 0.5 rounds to 0 on the way
+    ("quantize bits=8 data=dynamic", False),  # what 0.5 rounds to depends on each batch's range
+])
+def test_compacting_sigmoid_neurons_of_a_quantized_graph_keeps_its_outputs(quantize, removed):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 10), nn.Sigmoid(), nn.Linear(10, 4)).eval()
+    graph = maseir.export(model, (torch.randn(2, 6),))
+    quantized, _ = run(graph, quantize)
+    x = torch.randn(8, 6) * 4
+    pruned, out, outcome = compacted(quantized, 'prune granularity=neuron sparsity=0.4 scope_regex="^0$"', x)
+    assert (shapes(out)["0.weight"] == (6, 6)) == removed
+    assert out.params["2.bias"].type.format == quantized.params["2.bias"].type.format
+
+
 def test_a_sigmoid_neuron_without_a_next_bias_stays():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 10), nn.Sigmoid(), nn.Linear(10, 4, bias=False)).eval()
