@@ -19,8 +19,8 @@ from maseir.passes import run_pipeline
 from maseir.passes.prune.groups import attention_blocks
 from maseir.serialize import digest
 
-from conftest import BERT_DIMS, bert_inputs, tiny_bert_config
 from models import SETTINGS, mlps
+from prunemodels import sharp_bert, sharp_tiny_bert  # noqa: F401  (a fixture)
 
 
 def run(graph, text: str, seed: int = 0):
@@ -153,27 +153,8 @@ def test_a_fully_pruned_block_is_kept():
 
 
 # --- the bert-tiny shape --------------------------------------------------------------------
-def sharp_bert(**overrides):
-    """A random BertForSequenceClassification of the bert-tiny shape whose weights are large
-    enough (initializer_range 0.2) that attention is far from uniform and the logits far from
-    zero: with the default 0.02 a head computed with the wrong head size gives the same
-    logits to 1e-5, so comparing outputs would prove little."""
-    from transformers import BertForSequenceClassification
-    torch.manual_seed(0)
-    config = tiny_bert_config(**{"initializer_range": 0.2, **overrides})
-    model = BertForSequenceClassification(config).eval()
-    ids, mask = bert_inputs(2, 16, vocab=config.vocab_size)
-    graph = maseir.export(model, {"input_ids": ids, "attention_mask": mask}, dynamic_dims=BERT_DIMS)
-    return graph, bert_inputs(3, 11, vocab=config.vocab_size, seed=1)
-
-
-@pytest.fixture(scope="module")
-def bert():
-    return sharp_bert()
-
-
-def test_compact_removes_attention_heads(bert, tmp_path):
-    graph, inputs = bert
+def test_compact_removes_attention_heads(sharp_tiny_bert, tmp_path):
+    graph, inputs = sharp_tiny_bert
     pruned, out, outcome = compacted(graph, "prune granularity=neuron targets=heads sparsity=0.5", *inputs)
     assert np.abs(outputs(pruned, *inputs)[0] - outputs(graph, *inputs)[0]).max() > 1e-2  # pruning mattered
     assert len(outcome.report["heads"]) == 2
@@ -187,8 +168,8 @@ def test_compact_removes_attention_heads(bert, tmp_path):
     _smaller_file(pruned, out, tmp_path)
 
 
-def test_compact_removes_ffn_neurons(bert, tmp_path):
-    graph, inputs = bert
+def test_compact_removes_ffn_neurons(sharp_tiny_bert, tmp_path):
+    graph, inputs = sharp_tiny_bert
     pruned, out, outcome = compacted(graph, "prune granularity=neuron targets=ffn sparsity=0.25", *inputs)
     assert {k: v["kept"] for k, v in outcome.report["neurons"].items()} == {
         f"bert.encoder.layer.{i}.intermediate.dense.linear": 384 for i in range(2)}
@@ -198,8 +179,8 @@ def test_compact_removes_ffn_neurons(bert, tmp_path):
     _smaller_file(pruned, out, tmp_path)
 
 
-def test_compact_after_heads_ffn_and_unstructured_pruning(bert):
-    graph, inputs = bert
+def test_compact_after_heads_ffn_and_unstructured_pruning(sharp_tiny_bert):
+    graph, inputs = sharp_tiny_bert
     compacted(graph, "prune sparsity=0.3\nprune granularity=neuron targets=heads sparsity=0.5 scope=global\n"
                      "prune granularity=neuron targets=ffn sparsity=0.5 scope=global norm=l2", *inputs)
 
@@ -219,8 +200,8 @@ def test_compact_heads_as_wide_as_they_are_many():
     assert (block.heads, block.head_dim) == (2, 4)
 
 
-def test_compact_of_a_quantized_graph_keeps_formats(bert):
-    graph, inputs = bert
+def test_compact_of_a_quantized_graph_keeps_formats(sharp_tiny_bert):
+    graph, inputs = sharp_tiny_bert
     quantized, _ = run(graph, "quantize bits=8 granularity=channel data=none")
     pruned, out, _ = compacted(quantized, "prune granularity=neuron targets=ffn sparsity=0.5", *inputs)
     name = "bert.encoder.layer.0.intermediate.dense.weight"
