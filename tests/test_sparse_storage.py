@@ -289,3 +289,32 @@ def test_a_1_1_file_without_sparse_tensors_still_loads(graph, tmp_path):
     blob[24:56] = hashlib.sha256(bytes(blob[:24]) + bytes(blob[56:64]) + bytes(blob[64:64 + struct_len])).digest()
     (tmp_path / "old.mir").write_bytes(bytes(blob))
     assert maseir.load(tmp_path / "old.mir") == graph
+
+
+def test_a_sparse_encoding_not_smaller_than_its_tensor_is_corrupt_for_every_reader(graph, tmp_path):
+    """save never writes one (it stores such a tensor dense), so load refuses it like
+    load_structure (show, diff, check --structure) does."""
+    import hashlib
+    type_ = TensorType("float32", (259,), maseir.ir.default_format("float32"))
+    dense = random_stored_bytes(type_, 0.0, 5)
+    g = with_param(graph, "zz", type_, dense)  # laid out last
+    maseir.save(g, tmp_path / "m.mir")
+    blob = (tmp_path / "m.mir").read_bytes()
+    struct_len = HEADER.unpack_from(blob)[4]
+    model = pb.Model()
+    model.ParseFromString(blob[64:64 + struct_len])
+    (msg,) = [p for p in model.graph.params if p.name == "zz"]
+    encoding = bytes([0xFF] * 32 + [0x07]) + dense  # every element marked non-zero: 33 bytes more than dense
+    msg.location.encoding = pb.DataLocation.BITMASK
+    msg.location.length = len(encoding)
+    data = blob[data_start(tmp_path / "m.mir"):][:msg.location.offset] + encoding
+    structure = model.SerializeToString(deterministic=True)
+    header = HEADER.pack(mio.MAGIC, mio.FORMAT_MAJOR, mio.FORMAT_MINOR, 0, len(structure), bytes(32), len(data))
+    header = header[:24] + hashlib.sha256(header[:24] + header[56:] + structure).digest() + header[56:]
+    pad = bytes((64 + len(structure) + 63) // 64 * 64 - 64 - len(structure))
+    (tmp_path / "c.mir").write_bytes(header + structure + pad + data)
+    with pytest.raises(FileFormatError, match="not smaller than its dense bytes"):
+        mio.load_structure(tmp_path / "c.mir")
+    for verify in (True, False):
+        with pytest.raises(FileFormatError, match="not smaller than its dense bytes"):
+            maseir.load(tmp_path / "c.mir", verify=verify)
