@@ -164,6 +164,9 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
             raise FileFormatError(f"{path}: tensor {msg.name} has an unknown data encoding {loc.encoding}")
         if loc.encoding == pb.DataLocation.BITMASK:
             tensor_type = type_from_proto(msg.type)
+            if loc.length >= stored_nbytes(tensor_type):  # save stores such a tensor dense (as load_structure checks)
+                raise FileFormatError(f"{path}: corrupt structure: sparse tensor {msg.name} is not smaller than "
+                                      "its dense bytes")
             return sparse.decode(bytes(source[loc.offset:end]), stored_nbytes(tensor_type), sparse.unit_of(tensor_type),
                                  f"{path}: tensor {msg.name}")
         return source[loc.offset:end]
