@@ -229,3 +229,36 @@ def test_compact_of_a_quantized_graph_keeps_formats(sharp_tiny_bert):
     assert new.kind == old.kind and new.width == old.width and new.axis == old.axis == 0
     assert new.fracs == tuple(f for f, keep in zip(old.fracs, rows) if keep)
     assert (to_numpy(out.params[name]) == to_numpy(pruned.params[name])[rows]).all()
+
+
+class PermutedAttention(nn.Module):
+    """Multi-head self-attention written with permute (as many models are), 4 heads of 4."""
+
+    def __init__(self, heads=4, head_dim=4):
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        width = heads * head_dim
+        self.query, self.key, self.value = (nn.Linear(width, width) for _ in range(3))
+        self.out = nn.Linear(width, 3)
+
+    def forward(self, x):
+        b, s, _ = x.shape
+        q, k, v = (lin(x).view(b, s, self.heads, self.head_dim).permute(0, 2, 1, 3)
+                   for lin in (self.query, self.key, self.value))
+        context = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.out(context.permute(0, 2, 1, 3).reshape(b, s, self.heads * self.head_dim))
+
+
+def test_compact_heads_of_an_attention_written_with_permute():
+    torch.manual_seed(0)
+    model = PermutedAttention().eval()
+    with torch.no_grad():
+        for lin in (model.query, model.key):
+            lin.weight.mul_(4)  # attention far from uniform
+    graph = maseir.export(model, (torch.randn(2, 5, 16),), dynamic_dims={"x": {0: "batch", 1: "seq"}})
+    assert {"permute"} <= {n.op for n in graph.nodes} and len(attention_blocks(graph)) == 1
+    x = torch.randn(3, 7, 16)
+    pruned, out, outcome = compacted(graph, "prune granularity=neuron targets=heads sparsity=0.5", x)
+    (block,) = attention_blocks(out)
+    assert (block.heads, block.head_dim) == (2, 4)
+    assert np.abs(outputs(pruned, x)[0] - outputs(graph, x)[0]).max() > 1e-2
