@@ -48,12 +48,13 @@ def compact(graph: Graph) -> tuple[Graph, dict]:
             dead &= to_numpy(new.params[pair.first.inputs[2]]) == 0
         if not dead.any() or dead.all():
             continue
-        constant = _chain_of_zero(pair)
-        bias = None
-        if constant != 0:  # None too: the constant depends on the run
-            bias = _folded_bias(new, pair, dead, constant) if constant is not None else None
+        constant, bias = _chain_of_zero(pair), None
+        if constant is None:
+            continue  # the neurons' constant output depends on the run
+        if constant != 0:
+            bias = _folded_bias(new, pair, dead, constant)
             if bias is None:
-                continue  # the neurons' constant output has nowhere to go
+                continue  # the constant has nowhere to go exactly
         _remove_neurons(new, pair, np.flatnonzero(~dead), bias)
         report["neurons"][pair.first.name] = {"removed": int(dead.sum()), "kept": int((~dead).sum())}
     if not report["heads"] and not report["neurons"]:
@@ -92,6 +93,7 @@ def _folded_bias(graph: Graph, pair: NeuronPair, dead, constant: float):
     """The second linear's bias plus ``constant`` times its columns of the ``dead`` neurons,
     or None when it has no bias or its format cannot hold the sum exactly."""
     import numpy as np
+    import torch
 
     from ... import tensors
     from ...arrays import to_numpy
@@ -103,7 +105,6 @@ def _folded_bias(graph: Graph, pair: NeuronPair, dead, constant: float):
     values = to_numpy(old).astype(np.float64) + constant * columns.sum(axis=1)
     if is_stored_as_codes(old.type.format) and not np.array_equal(round_to(values, old.type.format), values):
         return None  # a fixed-point bias would round the folded constant
-    import torch
     return tensors.to_ir(old.name, torch.from_numpy(values).to(tensors.torch_dtype(old.type.dtype)), old.trainable,
                          old.type.format).replace(annotations=old.annotations)
 
@@ -154,9 +155,9 @@ def _remove_heads(graph: Graph, block: AttentionBlock, kept_heads) -> None:
 
 
 def _reshape_head_axes(graph: Graph, block: AttentionBlock) -> dict:
-    """The name of each reshape between the projections and the attention (and back to
-    the output linear), with the axis of its output that counts the heads, or None where the heads
-    are merged into the last axis. Found by following the attention's heads axis
+    """The name of each reshape between the projections and the attention (and on to the
+    output linear), with the axis of its output that counts the heads, or None where the
+    heads are merged into the last axis. Found by following the attention's heads axis
     ([..., heads, seq, head_dim]) through the transposes and permutes on the way."""
     producers, types = graph.producers(), graph.value_types()
     found = {}
