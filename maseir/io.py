@@ -31,10 +31,11 @@ from .serialize import type_from_proto, model_from_proto, model_to_proto
 
 FORMAT_MAJOR = 1
 """Bumped for changes older readers cannot read; files of a newer major are refused."""
-FORMAT_MINOR = 1
+FORMAT_MINOR = 2
 """Bumped for additions older readers can skip; older minors always load.
 
-1.1: the header's sha256 covers the header's other fields too (spec/format.md)."""
+1.1: the header's sha256 covers the header's other fields too (spec/format.md).
+1.2: a mostly-zero tensor may be stored sparsely (DataLocation.BITMASK, maseir/sparse.py)."""
 
 MAGIC = b"\x89MIR\r\n\x1a\n"
 _HEADER = struct.Struct("<8sHHIQ32sQ")  # magic, major, minor, flags, structure len, sha256, data len
@@ -163,6 +164,9 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Graph:
             raise FileFormatError(f"{path}: tensor {msg.name} has an unknown data encoding {loc.encoding}")
         if loc.encoding == pb.DataLocation.BITMASK:
             tensor_type = type_from_proto(msg.type)
+            if loc.length >= stored_nbytes(tensor_type):  # save stores such a tensor dense (as load_structure checks)
+                raise FileFormatError(f"{path}: corrupt structure: sparse tensor {msg.name} is not smaller than "
+                                      "its dense bytes")
             return sparse.decode(bytes(source[loc.offset:end]), stored_nbytes(tensor_type), sparse.unit_of(tensor_type),
                                  f"{path}: tensor {msg.name}")
         return source[loc.offset:end]

@@ -6,7 +6,9 @@
 - A neuron j of a neuron pair (L1 -> unary ops -> L2) whose L1 row and bias
   are zero outputs the constant c = chain(0) (0 for GELU and ReLU, 0.5 for a
   sigmoid): row j of L1 and column j of L2 go, and c times that column is
-  added to L2's bias (a neuron with c != 0 and no L2 bias stays).
+  added to L2's bias. c follows the quantize nodes between the linears; a
+  neuron with c != 0 stays when L2 has no bias, when its fixed-point bias
+  cannot hold the sum exactly, or when c goes through dynamic quantization.
 
 Everything else is unchanged, so the compacted graph computes what the
 pruned one did (up to float rounding of the folded constants). Value types
@@ -44,13 +46,17 @@ def compact(graph: Graph) -> tuple[Graph, dict]:
         has_bias = len(pair.first.inputs) > 2 and bool(pair.first.inputs[2])
         if has_bias:
             dead &= to_numpy(new.params[pair.first.inputs[2]]) == 0
-        constant = _chain_of_zero(pair)
-        second_bias = len(pair.second.inputs) > 2 and bool(pair.second.inputs[2])
-        if constant != 0 and not second_bias:
-            continue  # the neurons' constant output has nowhere to go
-        if dead.any() and not dead.all():
-            _remove_neurons(new, pair, np.flatnonzero(~dead), np.flatnonzero(dead), constant)
-            report["neurons"][pair.first.name] = {"removed": int(dead.sum()), "kept": int((~dead).sum())}
+        if not dead.any() or dead.all():
+            continue
+        constant, bias = _chain_of_zero(pair), None
+        if constant is None:
+            continue  # the neurons' constant output depends on the run
+        if constant != 0:
+            bias = _folded_bias(new, pair, dead, constant)
+            if bias is None:
+                continue  # the constant has nowhere to go exactly
+        _remove_neurons(new, pair, np.flatnonzero(~dead), bias)
+        report["neurons"][pair.first.name] = {"removed": int(dead.sum()), "kept": int((~dead).sum())}
     if not report["heads"] and not report["neurons"]:
         return graph, report
     _retype(new)
@@ -59,17 +65,48 @@ def compact(graph: Graph) -> tuple[Graph, dict]:
     return new, report
 
 
-def _chain_of_zero(pair: NeuronPair) -> float:
-    """What the unary ops between the two linears make of a 0 (eval mode)."""
+def _chain_of_zero(pair: NeuronPair) -> float | None:
+    """What the unary ops between the two linears make of a 0 (eval mode), rounded by
+    the quantize nodes among them; None when that depends on the run (a non-zero
+    constant through dynamic or per-channel quantization)."""
     import torch
-    x = torch.zeros(1)
+
+    from ...formats import round_to
+    x = torch.zeros(1, dtype=torch.float64)
     for node in pair.chain:
-        op = ops.get(node.op)
-        if node.op in ("dropout", "quantize"):
-            continue  # identities on a zero (dropout in eval; 0 is on every grid)
-        overload, args, kwargs = op.call_args([x], node.attrs, lambda name: 1)
+        if node.op == "dropout":
+            continue  # the identity in eval mode
+        if node.op == "quantize":
+            fmt = node.outputs[0].type.format
+            if float(x[0]) == 0:
+                continue  # 0 is on every grid
+            if fmt.kind == "dynamic" or fmt.fracs:
+                return None
+            x = round_to(x, fmt)
+            continue
+        overload, args, kwargs = ops.get(node.op).call_args([x], node.attrs, lambda name: 1)
         x = overload(*args, **kwargs)
     return float(x[0])
+
+
+def _folded_bias(graph: Graph, pair: NeuronPair, dead, constant: float):
+    """The second linear's bias plus ``constant`` times its columns of the ``dead`` neurons,
+    or None when it has no bias or its format cannot hold the sum exactly."""
+    import numpy as np
+    import torch
+
+    from ... import tensors
+    from ...arrays import to_numpy
+    from ...formats import is_stored_as_codes, round_to
+    if len(pair.second.inputs) < 3 or not pair.second.inputs[2]:
+        return None
+    old = graph.params[pair.second.inputs[2]]
+    columns = to_numpy(graph.params[pair.second.inputs[1]]).astype(np.float64)[:, dead]
+    values = to_numpy(old).astype(np.float64) + constant * columns.sum(axis=1)
+    if is_stored_as_codes(old.type.format) and not np.array_equal(round_to(values, old.type.format), values):
+        return None  # a fixed-point bias would round the folded constant
+    return tensors.to_ir(old.name, torch.from_numpy(values).to(tensors.torch_dtype(old.type.dtype)), old.trainable,
+                         old.type.format).replace(annotations=old.annotations)
 
 
 def _keep(graph: Graph, name: str, axis: int, keep) -> None:
@@ -85,21 +122,9 @@ def _keep(graph: Graph, name: str, axis: int, keep) -> None:
     graph.params[name] = tensors.to_ir(name, values, old.trainable, fmt).replace(annotations=old.annotations)
 
 
-def _add_to_bias(graph: Graph, name: str, delta) -> None:
-    import torch
-
-    from ... import tensors
-    old = graph.params[name]
-    values = tensors.to_torch(old) + torch.as_tensor(delta, dtype=tensors.torch_dtype(old.type.dtype))
-    graph.params[name] = tensors.to_ir(name, values, old.trainable, old.type.format).replace(
-        annotations=old.annotations)
-
-
-def _remove_neurons(graph: Graph, pair: NeuronPair, keep, dead, constant: float) -> None:
-    from ...arrays import to_numpy
-    if constant != 0:
-        columns = to_numpy(graph.params[pair.second.inputs[1]])[:, dead]
-        _add_to_bias(graph, pair.second.inputs[2], constant * columns.sum(axis=1))
+def _remove_neurons(graph: Graph, pair: NeuronPair, keep, bias) -> None:
+    if bias is not None:
+        graph.params[bias.name] = bias
     _keep(graph, pair.first.inputs[1], 0, keep)
     if len(pair.first.inputs) > 2 and pair.first.inputs[2]:
         _keep(graph, pair.first.inputs[2], 0, keep)
@@ -116,29 +141,58 @@ def _remove_heads(graph: Graph, block: AttentionBlock, kept_heads) -> None:
     _keep(graph, block.output.inputs[1], 1, rows)
     old_heads, new_heads = block.heads, len(kept_heads)
     old_width, new_width = old_heads * block.head_dim, new_heads * block.head_dim
-    producers = graph.producers()
-    path = set()
-    for lin in (block.query, block.key, block.value, block.output):  # the reshapes between the linears and sdpa
-        path.update(_between(graph, producers, lin, block))
+    axes = _reshape_head_axes(graph, block)
     for node in graph.nodes:
-        if node.name in path and node.op == "reshape":
-            node.attrs["shape"] = tuple(new_heads if d == old_heads else new_width if d == old_width else d
-                                        for d in node.attrs["shape"])
+        if node.name not in axes:
+            continue
+        axis, shape = axes[node.name], list(node.attrs["shape"])
+        if axis is None:  # merged heads [..., heads * head_dim]
+            if shape[-1] == old_width:
+                shape[-1] = new_width
+        elif shape[axis] == old_heads:  # by position: head_dim or a fixed batch may be the same number
+            shape[axis] = new_heads
+        node.attrs["shape"] = tuple(shape)
 
 
-def _between(graph: Graph, producers, linear, block: AttentionBlock) -> set[str]:
-    """Names of the nodes on the path from a projection to the attention (or back)."""
-    found = set()
-    for start in block.attention.inputs[:3]:
-        node = producers.get(start)
+def _reshape_head_axes(graph: Graph, block: AttentionBlock) -> dict:
+    """The name of each reshape between the projections and the attention (and on to the
+    output linear), with the axis of its output that counts the heads, or None where the
+    heads are merged into the last axis. Found by following the attention's heads axis
+    ([..., heads, seq, head_dim]) through the transposes and permutes on the way."""
+    producers, types = graph.producers(), graph.value_types()
+    found = {}
+    for start in block.attention.inputs[:3]:  # back from the attention to each projection
+        axis, node = -3, producers.get(start)
         while node is not None and node.op in ("reshape", "transpose", "permute", "quantize"):
-            found.add(node.name)
+            rank = len(node.outputs[0].type.shape)
+            axis = None if axis is None else axis % rank
+            if node.op == "reshape":
+                found[node.name] = axis
+                axis = None
+            elif node.op == "transpose" and axis is not None:
+                axis = _swap(axis, node.attrs["dim0"] % rank, node.attrs["dim1"] % rank)
+            elif node.op == "permute" and axis is not None:
+                axis = node.attrs["dims"][axis] % rank
             node = producers.get(node.inputs[0])
-    node = producers.get(block.output.inputs[0])
+    chain, node = [], producers.get(block.output.inputs[0])  # forward from the attention to the output linear
     while node is not None and node.name != block.attention.name:
-        found.add(node.name)
+        chain.append(node)
         node = producers.get(node.inputs[0])
+    axis = len(block.attention.outputs[0].type.shape) - 3
+    for node in reversed(chain):
+        rank = len(node.outputs[0].type.shape)
+        if node.op == "reshape":
+            axis = axis if axis is not None and rank == len(types[node.inputs[0]].shape) else None
+            found[node.name] = axis
+        elif node.op == "transpose" and axis is not None:
+            axis = _swap(axis, node.attrs["dim0"] % rank, node.attrs["dim1"] % rank)
+        elif node.op == "permute" and axis is not None:
+            axis = [d % rank for d in node.attrs["dims"]].index(axis)
     return found
+
+
+def _swap(axis: int, a: int, b: int) -> int:
+    return b if axis == a else a if axis == b else axis
 
 
 def _retype(graph: Graph) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...ir import Graph, Node
+from ..lora import OF
 
 UNARY = ("gelu", "relu", "silu", "tanh", "sigmoid", "leaky_relu", "hardtanh", "dropout", "quantize")
 """Elementwise ops a neuron passes through between the two linears of a pair."""
@@ -58,7 +59,7 @@ def neuron_pairs(graph: Graph) -> list[NeuronPair]:
     users = _users(graph)
     pairs = []
     for node in graph.nodes:
-        if node.op != "linear":
+        if node.op != "linear" or OF in node.annotations:
             continue
         chain, value = [], node.outputs[0].name
         while True:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from ...errors import MaseIRError
 from ...ir import Graph
+from ..lora import OF
 from ..registry import ArgSpec, PassResult, PassSpec, StepArgs, register
 from ..selection import Selection, select
 from .groups import attention_blocks, neuron_pairs, head_node_names
@@ -129,7 +130,7 @@ def _units(graph: Graph, targets: str | None, selection: Selection):
                                    for lin in (block.query, block.key, block.value)], axis=1)
             groups.append((block.attention.name, members, block.heads, rows))
     else:
-        nodes = select(graph, selection)
+        nodes = _model_nodes(select(graph, selection))
         if any(n.op != "linear" for n in nodes):
             bad = sorted({n.op for n in nodes if n.op != "linear"})
             raise PruneError(f"granularity=neuron prunes the output neurons of linear layers; "
@@ -139,6 +140,11 @@ def _units(graph: Graph, targets: str | None, selection: Selection):
             members = [(w, 0, 1)] + ([(node.inputs[2], 0, 1)] if _bias(node) else [])
             groups.append((node.name, members, graph.params[w].type.shape[0], to_numpy(graph.params[w])))
     return groups
+
+
+def _model_nodes(nodes) -> list:
+    """``nodes`` without LoRA adapter nodes (see the module docstring)."""
+    return [n for n in nodes if OF not in n.annotations]
 
 
 def _bias(node) -> bool:
@@ -205,7 +211,7 @@ def _prune(graph: Graph, args: StepArgs) -> PassResult:
             GRANULARITY: granularity if targets is None else f"{granularity}:{targets}",
             SPARSITY: repr(float(sparsity))}
     if granularity == "weight":
-        nodes = select(graph, selection)
+        nodes = _model_nodes(select(graph, selection))
         names = list(dict.fromkeys(n.inputs[_weight_slot(n)] for n in nodes if n.inputs[_weight_slot(n)] in graph.params))
         if not names:
             raise PruneError(f"{selection.describe()}: the selected nodes have no weight params")
