@@ -3,6 +3,7 @@ shape arithmetic (the legacy exporter's BERT files) reads back as them, and both
 compute them: random expressions round-trip through save/load and the text form and
 evaluate to the same ints in torch and ONNX Runtime."""
 
+import json
 import warnings
 
 import numpy as np
@@ -16,9 +17,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 import maseir
 from conftest import bert_inputs
+from maseir.lowering.onnx import save_onnx
 from maseir.ir import Graph, Node, Sym, TensorType, Value
-from maseir.symbolic import evaluate
-from maseir.text import format_attr, format_type, parse_dim, parse_shape, show
+from maseir.symbolic import evaluate, parse
+from maseir.text import format_attr, format_type, parse_dim, parse_shape, show, to_json
 from test_symbolic import SYMBOLS, build, reference, trees
 
 
@@ -57,6 +59,17 @@ def test_torch_export_sizes_become_expressions(reshapes):
     assert "float32[batch, seq+1]" in text and "int64[seq+1] = arange() end=seq+1" in text
     assert "shape=[-1, 8]" in text and "shape=[batch*seq, 6]" in text and "float32[batch, seq//4, 6]" in text
     assert maseir.check(graph) == []
+    as_json = json.loads(json.dumps(to_json(graph)))  # maseir show --json
+    assert ["batch*seq", 6] in [v["shape"] for n in as_json["nodes"] for v in n["outputs"]]
+
+
+def test_check_names_a_symbol_no_input_binds(reshapes):
+    _, graph = reshapes
+    bad = graph.copy()
+    node = next(n for n in bad.nodes if n.op == "arange")
+    node.attrs = {**node.attrs, "end": parse("seq+heads")}
+    problems = maseir.check(bad)
+    assert any(p.startswith(f"node {node.name}: uses symbolic dim heads, bound to no graph input") for p in problems)
 
 
 def test_expressions_lower_to_torch_and_onnx_and_survive_save_and_load(reshapes, tmp_path):
@@ -66,14 +79,19 @@ def test_expressions_lower_to_torch_and_onnx_and_survive_save_and_load(reshapes,
     assert show(loaded) == show(graph) and maseir.check(loaded) == []
     lowered, runner = maseir.to_torch(loaded), maseir.ort_session(loaded)
     onnx.checker.check_model(maseir.to_onnx(loaded), full_check=True)
+    save_onnx(loaded, tmp_path / "m.onnx")  # and the ONNX file's shape arithmetic reads back as expressions
+    again = maseir.import_onnx(tmp_path / "m.onnx")
+    assert maseir.check(again) == [] and "float32[batch, seq//4, 4, 6] = reshape(" in show(again)
+    from_onnx = maseir.to_torch(again)
     for batch, seq in [(2, 8), (5, 12), (1, 4), (3, 36)]:
         x = torch.randn(batch, seq, 8)
         with torch.no_grad():
             expected = model(x)
-            got = lowered(x)
-        for want, a, b in zip(expected, got, runner(x)):
-            assert a.shape == want.shape == b.shape
+            got, got_again = lowered(x), from_onnx(x)
+        for want, a, b, c in zip(expected, got, runner(x), got_again):
+            assert a.shape == want.shape == b.shape == c.shape
             assert torch.allclose(a, want, atol=1e-5) and np.allclose(b, want.numpy(), atol=1e-5)
+            assert torch.allclose(c, want, atol=1e-5)
 
 
 def test_onnx_dim_params_of_expressions_are_their_text(reshapes):
