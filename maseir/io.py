@@ -32,7 +32,8 @@ FORMAT_MAJOR = 1
 FORMAT_MINOR = 1
 """Bumped for additions older readers can skip; older minors always load.
 
-1.1: the header's sha256 covers the header's other fields too (spec/format.md)."""
+1.1: the header's sha256 covers the header's other fields too; a Dim may be a size
+expression (spec/format.md)."""
 
 MAGIC = b"\x89MIR\r\n\x1a\n"
 _HEADER = struct.Struct("<8sHHIQ32sQ")  # magic, major, minor, flags, structure len, sha256, data len
