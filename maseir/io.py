@@ -35,7 +35,8 @@ FORMAT_MINOR = 2
 """Bumped for additions older readers can skip; older minors always load.
 
 1.1: the header's sha256 covers the header's other fields too (spec/format.md).
-1.2: a mostly-zero tensor may be stored sparsely (DataLocation.BITMASK, maseir/sparse.py)."""
+1.2: a mostly-zero tensor may be stored sparsely (DataLocation.BITMASK, maseir/sparse.py), and a Dim
+may be a size expression (SizeExpr)."""
 
 MAGIC = b"\x89MIR\r\n\x1a\n"
 _HEADER = struct.Struct("<8sHHIQ32sQ")  # magic, major, minor, flags, structure len, sha256, data len

@@ -11,10 +11,9 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
-Dim = Union[int, str]
-"""One dimension: a fixed size, or a symbolic name such as ``batch``."""
+from .symbolic import Dim, SizeExpr, is_symbolic  # noqa: F401  (the IR's dims: maseir.symbolic)
 
 
 def unique_name(base: str, claimed: set[str], *also_taken) -> str:
@@ -31,9 +30,23 @@ def unique_name(base: str, claimed: set[str], *also_taken) -> str:
 
 @dataclass(frozen=True)
 class Sym:
-    """A symbolic size used as an attribute (``arange(end=seq)``)."""
+    """A symbolic size used as an attribute (``arange(end=seq)``). An expression of
+    symbolic sizes is stored as the SizeExpr itself (``arange(end=seq+1)``); in a
+    tuple attribute (a shape) a symbol is its name, an expression its SizeExpr."""
 
     name: str
+
+
+def dim_attr(d: Dim) -> Any:
+    """A dim as a scalar attribute value: an int, ``Sym(name)`` or the SizeExpr."""
+    return Sym(d) if isinstance(d, str) else d
+
+
+def attr_dim(value: Any) -> Dim | None:
+    """The symbolic dim a scalar attribute value holds (``Sym`` or SizeExpr), else None."""
+    if isinstance(value, Sym):
+        return value.name
+    return value if isinstance(value, SizeExpr) else None
 
 
 @dataclass(frozen=True)
@@ -43,8 +56,8 @@ class DType:
     name: str
 
 
-AttrValue = Union[int, float, str, bool, tuple, Sym, DType]
-"""int, float, str, bool, DType, Sym, or a tuple of ints, floats or Dims."""
+AttrValue = Union[int, float, str, bool, tuple, Sym, SizeExpr, DType]
+"""int, float, str, bool, DType, Sym, SizeExpr, or a tuple of ints, floats or Dims."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,7 @@ def default_format(dtype: str) -> NumberFormat | None:
 
 @dataclass(frozen=True)
 class TensorType:
-    """dtype, shape (ints and symbolic names) and number format of a value."""
+    """dtype, shape (ints, symbolic names and expressions of them) and number format of a value."""
 
     dtype: str
     shape: tuple[Dim, ...]

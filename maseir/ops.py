@@ -26,10 +26,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
+from . import symbolic
 from ._spec import spec_text
-from .ir import DType, Sym, TensorType, default_format
+from .ir import DType, SizeExpr, Sym, TensorType, default_format, is_symbolic
 
 _NO_DEFAULT = object()
 
@@ -176,14 +177,14 @@ class OpDef:
                 return spec
         return None
 
-    def call_args(self, tensors: list[Any], attrs: dict[str, Any], resolve: Callable[[str], Any],
+    def call_args(self, tensors: list[Any], attrs: dict[str, Any], resolve: Callable[[Any], Any],
                   training: bool = False) -> tuple[Any, tuple, dict]:
         """Place ``tensors`` (one per input slot; None for "") and ``attrs`` per the
         ATen schema. Returns the overload to call with its args and kwargs
         (resolving the overload imports torch).
 
-        ``resolve`` turns a symbolic dim name into the size to use (an int
-        or a graph node)."""
+        ``resolve`` turns a symbolic dim (a name or a SizeExpr) into the size
+        to use (an int, a SymInt or a graph node)."""
         slots: dict[str, Any] = {}
         fixed = [t for t in self.tensor_args if not t.variadic]
         for i, targ in enumerate(fixed):
@@ -219,16 +220,30 @@ class OpDef:
         return overload, tuple(args), kwargs
 
 
-def attr_to_torch(value: Any, resolve: Callable[[str], Any]) -> Any:
-    """An IR attribute value as the ATen argument it stands for."""
+def attr_to_torch(value: Any, resolve: Callable[[Any], Any]) -> Any:
+    """An IR attribute value as the ATen argument it stands for; ``resolve`` turns a
+    symbolic dim (a name or a SizeExpr) into a size."""
     if isinstance(value, Sym):
         return resolve(value.name)
+    if isinstance(value, SizeExpr):
+        return resolve(value)
     if isinstance(value, DType):
         import torch
         return getattr(torch, value.name)
     if isinstance(value, tuple):
-        return [resolve(v) if isinstance(v, str) else v for v in value]
+        return [resolve(v) if is_symbolic(v) else v for v in value]
     return value
+
+
+def attr_symbols(value: Any) -> frozenset[str]:
+    """The symbol names an attribute value uses (a Sym, a SizeExpr, or a shape holding them)."""
+    if isinstance(value, Sym):
+        return frozenset((value.name,))
+    if isinstance(value, SizeExpr):
+        return symbolic.symbols(value)
+    if isinstance(value, tuple):
+        return frozenset().union(*(symbolic.symbols(v) for v in value if is_symbolic(v)))
+    return frozenset()
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -348,13 +363,43 @@ register("split", "split.Tensor", "consecutive pieces of split_size along dim (t
          "one output per piece")
 
 # --- type rules ---------------------------------------------------------------
-# The type rule of every op is its ATen meta kernel. Symbolic dims are given two
-# different sets of small sizes (small, so range constraints such as
-# seq <= max_position_embeddings hold); a result dim that follows the
-# substitution is symbolic, one that stays fixed is a literal size, even when
-# it happens to equal a substituted size.
+# The type rule of every op is its ATen meta kernel, run on sizes:
+#
+# 1. Each symbol gets a size from each of two sentinel sets, dims and attributes
+#    that are expressions are evaluated at those sizes, and the meta kernel runs
+#    once per set (on the meta device: fast, no data).
+# 2. A result dim with the same size under both sets is a literal size, even
+#    when it happens to equal a substituted size. A result dim that follows the
+#    substitution is the symbolic dim that takes the same two sizes among the
+#    candidates: the symbols, the inputs' dims and the attributes' dims (what
+#    elementwise ops, matmul, slicing to ``end=seq`` and reshapes to a stated
+#    ``batch*seq`` give), then the products of runs of an input's dims (what
+#    flatten and a reshape with -1 give).
+# 3. Where no candidate matches (cat gives ``seq+1``, a strided convolution
+#    ``(seq-1)//2+1``), two different ones do, or a candidate is constant at both
+#    sets (``seq//64``) where the result dim did not change, the meta kernel runs
+#    again on torch's symbolic sizes (FakeTensorMode with a ShapeEnv, as
+#    torch.export does), which gives the expression itself. That costs some
+#    milliseconds, so it is the fallback.
+#
+# The first set is distinct primes, so a product of different symbols (a product
+# of primes) or a sum of two (an even number) never equals a symbol's size; the
+# second is the first plus 16, so a floor division by up to 16 (a strided
+# convolution's) differs between the sets. The sizes are small, so range
+# constraints such as seq <= max_position_embeddings hold.
+#
+# Limits: a dim constant at both sets that no candidate explains is taken as
+# literal, so a result that depends on a symbol only through a floor division by
+# more than 16, and that no input or attribute states, reads as a constant; a
+# symbolic size that is 0 or 1 at the sentinels (``seq//16``) meets
+# ATen's broadcasting and size checks as 0 or 1; a node may use at most 10
+# symbols; an expression outside SizeExpr's +, -, *, // (torch's Max, Min) is a
+# TypeRuleError.
 _SENTINELS = ((11, 13, 17, 19, 23, 29, 31, 37, 41, 43),
-              (12, 14, 18, 20, 24, 30, 32, 38, 42, 44))
+              (27, 29, 33, 35, 39, 45, 47, 53, 57, 59))
+# Tried when the meta kernel refuses the sizes above: multiples of 8 of them, for models
+# that need a size divisible by something (``view(batch, seq // 4, 4, -1)``).
+_DIVISIBLE_SENTINELS = tuple(tuple(8 * n for n in sizes) for sizes in _SENTINELS)
 
 
 class TypeRuleError(ValueError):
@@ -362,28 +407,121 @@ class TypeRuleError(ValueError):
 
 
 def infer_types(op: OpDef, input_types: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
-    """Output types of ``op`` applied to inputs of ``input_types``."""
+    """Output types of ``op`` applied to inputs of ``input_types`` (shapes may hold
+    ints, symbols and SizeExprs; so may the attributes). Raises TypeRuleError when
+    they do not fit the op, naming it."""
     _check_dim_attrs(op, input_types, attrs)
-    symbols = sorted({d for t in input_types if t for d in t.shape if isinstance(d, str)}
-                     | {s for v in attrs.values() for s in _attr_symbols(v)})
+    symbols = sorted(frozenset().union(
+        *(symbolic.symbols(d) for t in input_types if t for d in t.shape if is_symbolic(d)),
+        *(attr_symbols(v) for v in attrs.values())))
     if len(symbols) > len(_SENTINELS[0]):
         raise TypeRuleError(f"too many symbolic dims: {symbols}")
-    results = [_run_meta(op, input_types, attrs, dict(zip(symbols, sizes))) for sizes in _SENTINELS]
+    sentinels = _SENTINELS
+    subs = [dict(zip(symbols, sizes)) for sizes in sentinels]
+    try:
+        results = [_run_meta(op, input_types, attrs, sizes) for sizes in subs]
+    except TypeRuleError as first:
+        if not symbols:
+            raise
+        sentinels = _DIVISIBLE_SENTINELS
+        subs = [dict(zip(symbols, sizes)) for sizes in sentinels]
+        try:
+            results = [_run_meta(op, input_types, attrs, sizes) for sizes in subs]
+        except TypeRuleError:
+            raise first from None  # ATen's message at the first sizes says what does not fit
+    candidates = _Candidates(input_types, attrs, subs) if symbols else None
+    exact = None
     types = []
-    for out_a, out_b in zip(*results):
+    for i, (out_a, out_b) in enumerate(zip(*results)):
         shape = []
-        for a, b in zip(out_a.shape, out_b.shape):
-            if a == b:
-                shape.append(int(a))
-                continue
-            name = next((s for s, i in zip(symbols, range(len(symbols)))
-                         if _SENTINELS[0][i] == a and _SENTINELS[1][i] == b), None)
-            if name is None:
-                raise TypeRuleError(f"{op.name}: result dim is an expression of symbolic dims {symbols}")
-            shape.append(name)
+        for j, (a, b) in enumerate(zip(out_a.shape, out_b.shape)):
+            a, b = int(a), int(b)
+            found = a if candidates is None else candidates.match(a, b)
+            if found is None:
+                if exact is None:
+                    exact = _run_symbolic(op, input_types, attrs, symbols, sentinels[0])
+                found = exact[i][j]
+            shape.append(found)
         dtype = str(out_a.dtype).removeprefix("torch.")
         types.append(TensorType(dtype, tuple(shape), default_format(dtype)))
     return types
+
+
+def shapes_agree(a: tuple, b: tuple) -> bool:
+    """Whether two shapes are the same as far as the type rules can tell: equal dims,
+    or dims that take the same sizes at both sets of one sentinel family (the type
+    rules' sizes, or their multiples of 8): torch.export states a view to
+    ``(seq//4, 4)`` as ``(seq//4, seq//(seq//4))``, which is 4 wherever the view is valid."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x == y:
+            continue
+        if not (is_symbolic(x) or is_symbolic(y)):
+            return False
+        names = sorted(frozenset().union(*(symbolic.symbols(d) for d in (x, y) if is_symbolic(d))))
+        if len(names) > len(_SENTINELS[0]) or not any(_agree_at(x, y, names, family)
+                                                      for family in (_SENTINELS, _DIVISIBLE_SENTINELS)):
+            return False
+    return True
+
+
+def _agree_at(x, y, names: list[str], family) -> bool:
+    try:
+        return all(symbolic.evaluate(x, dict(zip(names, sizes))) == symbolic.evaluate(y, dict(zip(names, sizes)))
+                   for sizes in family)
+    except ValueError:  # a division by zero at these sizes
+        return False
+
+
+class _Candidates:
+    """The symbolic dims a result dim may be, by their sizes under the two sentinel sets."""
+
+    def __init__(self, input_types, attrs, subs):
+        self.input_types, self.subs = input_types, subs
+        dims = {d for t in input_types if t for d in t.shape if is_symbolic(d)}
+        for value in attrs.values():
+            if isinstance(value, (Sym, SizeExpr)):
+                dims.add(value.name if isinstance(value, Sym) else value)
+            elif isinstance(value, tuple):
+                dims.update(v for v in value if is_symbolic(v))
+        dims.update(s for s in subs[0])
+        self.table = self._table(dims)
+        self.products = None
+
+    def _table(self, dims) -> dict[tuple[int, int], set]:
+        table: dict[tuple[int, int], set] = {}
+        for d in dims:
+            try:
+                key = tuple(symbolic.evaluate(d, sizes) for sizes in self.subs)
+            except ValueError:  # a division by zero at the sentinels
+                continue
+            table.setdefault(key, set()).add(d)
+        return table
+
+    def match(self, a: int, b: int):
+        """The result dim of sizes (a, b), or None where the sentinels cannot tell."""
+        if a == b:
+            return None if (a, b) in self.table else a
+        found = self.table.get((a, b))
+        if found is None:
+            if self.products is None:
+                self.products = self._table(self._run_products())
+            found = self.products.get((a, b))
+        return next(iter(found)) if found is not None and len(found) == 1 else None
+
+    def _run_products(self) -> set:
+        products = set()
+        for t in self.input_types:
+            if t is None:
+                continue
+            shape = t.shape
+            for start in range(len(shape)):
+                for end in range(start + 2, len(shape) + 1):
+                    run = shape[start:end]
+                    if any(is_symbolic(d) for d in run):
+                        products.add(symbolic.mul(*run))
+        return {p for p in products if is_symbolic(p)}
 
 
 # Attributes that index a dim of the op's first input. ATen's meta kernels check
@@ -404,21 +542,19 @@ def _check_dim_attrs(op: OpDef, input_types, attrs: dict[str, Any]) -> None:
                                     f"{len(first.shape)}")
 
 
-def _attr_symbols(value: Any) -> Iterable[str]:
-    if isinstance(value, Sym):
-        yield value.name
-    elif isinstance(value, tuple):
-        yield from (v for v in value if isinstance(v, str))
-
-
 def _run_meta(op: OpDef, input_types, attrs, sizes: dict[str, int]) -> list:
     import torch
 
-    tensors = [None if t is None else
-               torch.empty([sizes[d] if isinstance(d, str) else d for d in t.shape],
-                           dtype=getattr(torch, t.dtype), device="meta")
-               for t in input_types]
-    overload, args, kwargs = op.call_args(tensors, attrs, lambda name: sizes[name])
+    def size(d):
+        return symbolic.evaluate(d, sizes)
+
+    try:
+        tensors = [None if t is None else
+                   torch.empty([size(d) for d in t.shape], dtype=getattr(torch, t.dtype), device="meta")
+                   for t in input_types]
+        overload, args, kwargs = op.call_args(tensors, attrs, size)
+    except (ValueError, RuntimeError) as exc:  # an expression negative or dividing by zero at the sentinels
+        raise TypeRuleError(f"{op.name}: {str(exc).splitlines()[0]}") from None
     if any(a.name == "device" for a in overload._schema.arguments):
         kwargs["device"] = "meta"
     try:
@@ -426,6 +562,47 @@ def _run_meta(op: OpDef, input_types, attrs, sizes: dict[str, int]) -> list:
     except Exception as exc:  # ATen's own message says what does not fit
         raise TypeRuleError(f"{op.name}: {str(exc).splitlines()[0]}") from None
     return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _run_symbolic(op: OpDef, input_types, attrs, symbols: list[str], hints) -> list[tuple]:
+    """The output shapes, as dims, from the meta kernel run on torch's symbolic sizes
+    (``hints``: the sizes the kernel's size checks see)."""
+    import operator
+
+    import torch
+    from torch._dynamo.source import ConstantSource
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+
+    env = ShapeEnv()
+    sizes, names = {}, {}
+    for name, hint in zip(symbols, hints):
+        sym = env.create_symbol(hint, source=ConstantSource(f"maseir_dim_{len(sizes)}"),
+                                dynamic_dim=DimDynamic.DYNAMIC)
+        sizes[name] = env.create_symintnode(sym, hint=hint)
+        names[str(sym)] = name
+
+    def size(d):
+        return symbolic.fold(d, lambda x: sizes[x] if isinstance(x, str) else x,
+                             operator.add, operator.sub, operator.mul, operator.floordiv)
+
+    def dim(s):
+        if not isinstance(s, torch.SymInt):
+            return int(s)
+        return symbolic.from_sympy(s.node.expr, names.__getitem__)
+
+    try:
+        with FakeTensorMode(shape_env=env, allow_non_fake_inputs=True):
+            tensors = [None if t is None else torch.empty([size(d) for d in t.shape], dtype=getattr(torch, t.dtype))
+                       for t in input_types]
+            overload, args, kwargs = op.call_args(tensors, attrs, size)
+            out = overload(*args, **kwargs)
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        return [tuple(dim(s) for s in o.shape) for o in outs]
+    except Exception as exc:
+        raise TypeRuleError(f"{op.name}: a result dim is an expression of symbolic dims {symbols} that the "
+                            f"type rule cannot determine ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                            ) from None
 
 
 # --- documentation -------------------------------------------------------------

@@ -24,6 +24,7 @@ import weakref
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import symbolic
 from .errors import MaseIRError
 from .ir import Graph
 
@@ -173,16 +174,18 @@ def input_shapes(graph: Graph, *, batch: int | None = None, seq_len: int | None 
             raise MaseIRError(f"{option} {value} disagrees with --shape, which makes {dim} {sizes[dim]}")
         if dim in symbols:
             sizes.setdefault(dim, default)
-    missing = [v for v in graph.inputs if any(isinstance(d, str) and d not in sizes for d in v.type.shape)]
+    def unsized(v) -> set[str]:  # an input axis may be an expression of the symbols
+        return {s for d in v.type.shape if not isinstance(d, int) for s in symbolic.symbols(d)} - set(sizes)
+    missing = [v for v in graph.inputs if unsized(v)]
     if missing:
-        dims = sorted({d for v in missing for d in v.type.shape if isinstance(d, str) and d not in sizes})
+        dims = sorted(set().union(*(unsized(v) for v in missing)))
         examples = " ".join(f"--shape {v.name}="
                             + ",".join(str(sizes.get(d, d.upper())) if isinstance(d, str) else str(d)
                                        for d in v.type.shape) for v in missing)
         raise MaseIRError(f"symbolic dim{'s' if len(dims) > 1 else ''} {', '.join(dims)} "
                           f"{'have' if len(dims) > 1 else 'has'} no size (only batch and seq have defaults): "
                           f"give {examples}")
-    return {v.name: tuple(d if isinstance(d, int) else sizes[d] for d in v.type.shape) for v in graph.inputs}
+    return {v.name: tuple(symbolic.evaluate(d, sizes) for d in v.type.shape) for v in graph.inputs}
 
 
 def _dims(shape) -> str:

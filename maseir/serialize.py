@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from . import symbolic
 from ._proto import maseir_pb2 as pb
 from .errors import FileFormatError
-from .ir import DType, Graph, HistoryEntry, Node, NumberFormat, Sym, Tensor, TensorType, Value
+from .ir import DType, Graph, HistoryEntry, Node, NumberFormat, SizeExpr, Sym, Tensor, TensorType, Value
+from .symbolic import FloorDiv
 
 _FORMAT_KINDS = {
     "float32": pb.NumberFormat.FLOAT32, "float16": pb.NumberFormat.FLOAT16,
@@ -78,8 +80,50 @@ def _type(msg, t: TensorType) -> None:
 def _dim(msg, d) -> None:
     if isinstance(d, str):
         msg.symbol = d
+    elif isinstance(d, SizeExpr):
+        _size_expr(msg.expr, d)
     else:
         msg.size = d
+
+
+def _size_expr(msg, d: SizeExpr) -> None:
+    """The normal form as a tree: a sum of terms, each a product of a coefficient and factors."""
+    if len(d.terms) > 1:
+        msg.kind = pb.SizeExpr.ADD
+        for mono, coeff in d.terms:
+            _term(msg.operands.add(), mono, coeff)
+    else:
+        ((mono, coeff),) = d.terms
+        factors = ([coeff] if coeff != 1 else []) + [a for a, p in mono for _ in range(p)]
+        if len(factors) == 1:
+            _floor_div(msg, factors[0])
+        else:
+            msg.kind = pb.SizeExpr.MUL
+            for f in factors:
+                _factor(msg.operands.add(), f)
+
+
+def _term(msg, mono, coeff: int) -> None:
+    factors = ([coeff] if coeff != 1 or not mono else []) + [a for a, p in mono for _ in range(p)]
+    if len(factors) == 1:
+        _factor(msg, factors[0])
+    else:
+        msg.expr.kind = pb.SizeExpr.MUL
+        for f in factors:
+            _factor(msg.expr.operands.add(), f)
+
+
+def _factor(msg, factor) -> None:
+    if isinstance(factor, FloorDiv):
+        _floor_div(msg.expr, factor)
+    else:
+        _dim(msg, factor)
+
+
+def _floor_div(msg, atom: FloorDiv) -> None:
+    msg.kind = pb.SizeExpr.FLOOR_DIV
+    _dim(msg.operands.add(), atom.num)
+    _dim(msg.operands.add(), atom.den)
 
 
 def _attr(msg, value: Any) -> None:
@@ -95,8 +139,10 @@ def _attr(msg, value: Any) -> None:
         msg.dtype = value.name
     elif isinstance(value, Sym):
         msg.dim.symbol = value.name
+    elif isinstance(value, SizeExpr):
+        _size_expr(msg.dim.expr, value)
     elif isinstance(value, tuple):
-        if any(isinstance(v, str) for v in value):
+        if any(isinstance(v, (str, SizeExpr)) for v in value):
             msg.dims.SetInParent()
             for v in value:
                 _dim(msg.dims.values.add(), v)
@@ -173,8 +219,32 @@ def _check_format(fmt: NumberFormat, msg) -> None:
             raise ValueError(f"per-channel format with {len(fmt.fracs)} fracs does not fit axis {fmt.axis}")
 
 
-def _dim_of(msg):
-    return msg.symbol if msg.WhichOneof("kind") == "symbol" else msg.size
+def _dim_of(msg, depth: int = 0):
+    kind = msg.WhichOneof("kind")
+    if kind == "size":
+        return msg.size
+    if kind == "symbol":
+        return msg.symbol
+    if kind == "expr":
+        return _size_expr_of(msg.expr, depth)
+    raise ValueError("a dim with neither a size, a symbol nor an expression")
+
+
+_EXPR_DEPTH = 64
+
+
+def _size_expr_of(msg, depth: int):
+    if depth > _EXPR_DEPTH:
+        raise ValueError("a size expression nested too deeply")
+    operands = [_dim_of(d, depth + 1) for d in msg.operands]
+    if msg.kind == pb.SizeExpr.ADD and operands:
+        return symbolic.add(*operands)
+    if msg.kind == pb.SizeExpr.MUL and operands:
+        return symbolic.mul(*operands)
+    if msg.kind == pb.SizeExpr.FLOOR_DIV and len(operands) == 2:
+        return symbolic.floordiv(*operands)  # a divisor below 1 is a ValueError
+    raise ValueError(f"size expression of kind {msg.kind} with {len(operands)} operands is not supported "
+                     "by this version")
 
 
 def _attr_of(msg) -> Any:
@@ -182,7 +252,8 @@ def _attr_of(msg) -> Any:
     if kind == "dtype":
         return DType(msg.dtype)
     if kind == "dim":
-        return Sym(msg.dim.symbol) if msg.dim.WhichOneof("kind") == "symbol" else msg.dim.size
+        d = _dim_of(msg.dim)
+        return Sym(d) if isinstance(d, str) else d
     if kind == "dims":
         return tuple(_dim_of(d) for d in msg.dims.values)
     if kind in ("ints", "floats"):

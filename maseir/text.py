@@ -12,7 +12,8 @@ import hashlib
 import json
 from typing import Any
 
-from .ir import DType, Graph, Node, Sym, TensorType
+from . import symbolic
+from .ir import DType, Dim, Graph, Node, SizeExpr, Sym, TensorType
 
 SHA_PREFIX = 12
 
@@ -90,20 +91,46 @@ def format_attr(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, (Sym, DType)):
         return value.name
+    if isinstance(value, SizeExpr):
+        return str(value)
     if isinstance(value, tuple):
         return "[" + ", ".join(format_attr(v) if not isinstance(v, str) else v for v in value) + "]"
     return repr(value)
+
+
+def format_dim(d: Dim) -> str:
+    """A dim as the text form shows it: ``128``, ``seq``, ``batch*seq``, ``seq//4+1``
+    (canonical: equal dims print the same; maseir.symbolic)."""
+    return symbolic.format_dim(d)
+
+
+def parse_dim(text: str) -> Dim:
+    """The dim the text form shows as ``text`` (ValueError naming the column otherwise)."""
+    return symbolic.parse(text)
+
+
+def parse_shape(text: str) -> tuple[Dim, ...]:
+    """The shape of a type in the text form, ``[batch*seq, 128]`` (ValueError otherwise).
+    Dims are separated by commas at the top level (an expression has none inside)."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        raise ValueError(f"shape {text!r}: expected [dim, ...]")
+    inner = text[1:-1].strip()
+    return tuple(parse_dim(part) for part in inner.split(",")) if inner else ()
 
 
 def to_json(graph: Graph) -> dict:
     """The structure of ``graph`` as JSON-able data (``maseir show --json``): what
     the text form holds, with types, attributes and checksums spelled out."""
     def type_json(t: TensorType) -> dict:
-        return {"dtype": t.dtype, "shape": list(t.shape), "format": str(t.format) if t.format else None}
+        shape = [str(d) if isinstance(d, SizeExpr) else d for d in t.shape]
+        return {"dtype": t.dtype, "shape": shape, "format": str(t.format) if t.format else None}
 
     def attr_json(value: Any) -> Any:
         if isinstance(value, (Sym, DType)):
             return value.name
+        if isinstance(value, SizeExpr):
+            return str(value)
         if isinstance(value, tuple):
             return [attr_json(v) for v in value]
         return value

@@ -8,8 +8,8 @@ real input axes, outputs exist, and (for a loaded file) tensor checksums hold.
 
 from __future__ import annotations
 
-from . import ops
-from .ir import Graph, TensorType
+from . import ops, symbolic
+from .ir import Graph, TensorType, is_symbolic
 
 
 def check(graph: Graph, *, checksums: bool = True, types: bool = True) -> list[str]:
@@ -59,8 +59,15 @@ def _check_dims(graph: Graph) -> list[str]:
             problems.append(f"dim {dim}: bound to {source}, which is not a graph input")
         elif not 0 <= axis < len(value.type.shape) or value.type.shape[axis] != dim:
             problems.append(f"dim {dim}: axis {axis} of input {source} is not {dim}")
-    used = {d for v in graph.inputs for d in v.type.shape if isinstance(d, str)}
+    used = frozenset().union(*(symbolic.symbols(d) for v in graph.inputs for d in v.type.shape if is_symbolic(d)))
     problems += [f"dim {d}: used by an input but not bound" for d in sorted(used - set(graph.dims))]
+    for node in graph.nodes:  # a size a node computes with must be readable at run time
+        unbound = frozenset().union(*(ops.attr_symbols(v) for v in node.attrs.values()),
+                                    *(symbolic.symbols(d) for v in node.outputs for d in v.type.shape
+                                      if is_symbolic(d))) - set(graph.dims)
+        if unbound:
+            problems.append(f"node {node.name}: uses symbolic dim{'s' if len(unbound) > 1 else ''} "
+                            f"{', '.join(sorted(unbound))}, bound to no graph input")
     return problems
 
 
@@ -98,7 +105,12 @@ def _check_node(node, defined: dict[str, TensorType], where: str, types: bool = 
         return [f"{where}: {len(node.outputs)} outputs recorded, {node.op} gives {len(inferred)}"]
     for value, want in zip(node.outputs, inferred):
         got = value.type
-        if (got.dtype, tuple(got.shape)) != (want.dtype, tuple(want.shape)):
-            problems.append(f"{where}: output {value.name} is recorded as {got.dtype}{list(got.shape)}, "
-                            f"the {node.op} type rule gives {want.dtype}{list(want.shape)}")
+        if got.dtype != want.dtype or not ops.shapes_agree(tuple(got.shape), tuple(want.shape)):
+            problems.append(f"{where}: output {value.name} is recorded as {_plain(got)}, "
+                            f"the {node.op} type rule gives {_plain(want)}")
     return problems
+
+
+def _plain(t: TensorType) -> str:
+    """dtype and shape as the text form shows them (``float32[batch*seq, 128]``)."""
+    return f"{t.dtype}[{', '.join(str(d) for d in t.shape)}]"

@@ -31,7 +31,7 @@ def test_wrong_recorded_type(graph):
     out = bad.nodes[0].outputs[0]
     bad.nodes[0].outputs = [Value(out.name, TensorType("float32", ("batch", 9)))]
     problems = maseir.check(bad)
-    assert any("type rule gives float32['batch', 8]" in p for p in problems)
+    assert any("type rule gives float32[batch, 8]" in p for p in problems)
 
 
 def test_every_problem_is_listed(graph):

@@ -21,10 +21,10 @@ import torch
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
-from .. import ops, tensors
+from .. import ops, symbolic, tensors
 from ..arguments import describe
 from ..errors import ArgumentError, MaseIRError, UnsupportedOpError
-from ..ir import DType, Graph, Node, Sym, TensorType, Value, default_format, unique_name
+from ..ir import DType, Graph, Node, SizeExpr, Sym, TensorType, Value, default_format, dim_attr, unique_name
 
 aten = torch.ops.aten
 
@@ -240,7 +240,8 @@ class _Converter:
         self.model = model
         self.dynamic_dims = dynamic_dims
         self.output_names = output_names
-        self.env: dict[torch.fx.Node, Any] = {}  # fx node -> value name, Sym, or list of names
+        self.env: dict[torch.fx.Node, Any] = {}  # fx node -> value name, list of names, or a size
+                                                 # (int, Sym, SizeExpr) for a SymInt-valued node
         self.symbols: dict[str, str] = {}        # sympy symbol -> dim name
         self.dims: dict[str, tuple[str, int]] = {}
         self.nodes: list[Node] = []
@@ -296,29 +297,39 @@ class _Converter:
         self.env[fx_node] = name
 
     def _type(self, val, where: str) -> TensorType:
-        shape = []
-        for size in val.shape:
-            if isinstance(size, torch.SymInt):
-                expr = str(size.node.expr)
-                if expr not in self.symbols:
-                    named = {str(sym): self.symbols.get(str(sym), str(sym)) for sym in size.node.expr.free_symbols}
-                    readable = re.sub(r"\w+", lambda m: named.get(m.group(0), m.group(0)), expr)
-                    raise UnsupportedOpError(
-                        f"{where}: size {readable} is an expression of the input sizes, which the IR does not "
-                        "represent yet (the Python API exports fixed sizes meanwhile: dynamic_dims={})")
-                shape.append(self.symbols[expr])
-            else:
-                shape.append(int(size))
+        shape = tuple(self._dim(size, where) for size in val.shape)
         dtype = tensors.dtype_name(val.dtype)
-        return TensorType(dtype, tuple(shape), default_format(dtype))
+        return TensorType(dtype, shape, default_format(dtype))
+
+    def _dim(self, size, where: str):
+        """A torch size (an int or a SymInt over the input sizes) as an IR dim."""
+        if not isinstance(size, torch.SymInt):
+            return int(size)
+
+        def symbol(name: str) -> str:
+            if name not in self.symbols:
+                raise UnsupportedOpError(f"{where}: size {size.node.expr} uses {name}, which is not the size "
+                                         "of an input axis in dynamic_dims (a data-dependent size?)")
+            return self.symbols[name]
+        try:
+            return symbolic.from_sympy(size.node.expr, symbol)
+        except ValueError as exc:
+            raise UnsupportedOpError(f"{where}: {exc}") from None
 
     # --- nodes ----------------------------------------------------------------
     def _call(self, fx_node) -> None:
         target = fx_node.target
         if target in _ASSERTIONS:
             return
-        if target is aten.sym_size.int:
-            self.env[fx_node] = self._sym_size(fx_node)
+        val = fx_node.meta.get("val")
+        if isinstance(val, torch.SymInt):  # sym_size, and arithmetic on sizes (operator.mul, ...)
+            self.env[fx_node] = self._sym_of(val, f"size {fx_node.name} in module '{_scope(fx_node) or '<root>'}'")
+            return
+        if isinstance(val, torch.SymBool):  # a size check whose assertion is skipped
+            self.env[fx_node] = None
+            return
+        if type(val) is int and target not in _OVERLOADS:  # size arithmetic torch.export did not fold
+            self.env[fx_node] = val
             return
         if target is operator.getitem:
             source, index = fx_node.args
@@ -383,9 +394,6 @@ class _Converter:
                                      "(or has one), which the IR does not represent; make the update out of place")
         return chain
 
-    def _sym_size(self, fx_node) -> Sym:
-        return self._sym_of(fx_node.meta["val"])
-
     def _operands(self, op: ops.OpDef, named: dict[str, Any], scope: str):
         inputs: list[str] = []
         attrs: dict[str, Any] = {}
@@ -423,7 +431,7 @@ class _Converter:
             return self._sym_of(value)
         if isinstance(value, torch.fx.Node):
             sym = self.env[value]
-            if not isinstance(sym, Sym):
+            if not isinstance(sym, (Sym, SizeExpr, int)) or isinstance(sym, bool):
                 raise UnsupportedOpError(f"op {op.name}: argument {name} is a tensor where a constant is expected")
             return sym
         if isinstance(value, torch.dtype):
@@ -432,18 +440,14 @@ class _Converter:
             return value
         if isinstance(value, (list, tuple)):
             items = [self._attr(v, op, name) for v in value]
-            if any(isinstance(v, Sym) for v in items):
-                return tuple(v.name if isinstance(v, Sym) else v for v in items)
-            return tuple(items)
+            return tuple(v.name if isinstance(v, Sym) else v for v in items)
         if isinstance(value, (torch.device, torch.layout, torch.memory_format)):
             return None
         raise UnsupportedOpError(f"op {op.name}: argument {name}={value!r} has an unsupported type")
 
-    def _sym_of(self, value: torch.SymInt) -> Sym:
-        expr = str(value.node.expr)
-        if expr not in self.symbols:
-            raise UnsupportedOpError(f"symbolic size {expr} is not a plain input dimension")
-        return Sym(self.symbols[expr])
+    def _sym_of(self, value: torch.SymInt, where: str = "a symbolic size"):
+        """A SymInt as an attribute value: an int, Sym(name) or a SizeExpr."""
+        return dim_attr(self._dim(value, where))
 
     def _emit(self, fx_node, op_name: str, inputs, attrs, scope: str) -> None:
         name = self._fresh(f"{scope}.{op_name}" if scope else op_name)

@@ -19,7 +19,7 @@ import operator
 import torch
 from torch import fx, nn
 
-from .. import formats, ops, tensors
+from .. import formats, ops, symbolic, tensors
 from ..ir import Graph
 from .inputs import check_inputs, input_signature
 
@@ -35,8 +35,8 @@ class ModeAwareOp(nn.Module):
         self.attrs = dict(attrs)
 
     def forward(self, *inputs, **sizes):
-        overload, args, kwargs = self.op.call_args(list(inputs), self.attrs, sizes.__getitem__,
-                                                   training=self.training)
+        overload, args, kwargs = self.op.call_args(list(inputs), self.attrs,
+                                                   lambda d: symbolic.evaluate(d, sizes), training=self.training)
         return overload(*args, **kwargs)
 
     def extra_repr(self) -> str:
@@ -57,13 +57,25 @@ def to_torch(graph: Graph) -> fx.GraphModule:
         env[value.name] = fx_graph.placeholder(_identifier(value.name))
     # inputs that do not fit the graph's input types fail here, naming the input, not deep inside an op
     fx_graph.call_function(check_inputs, (input_signature(graph), *(env[v.name] for v in graph.inputs)))
-    sizes: dict[str, fx.Node] = {}
+    sizes: dict = {}
 
-    def size_of(dim: str) -> fx.Node:
+    def size_of(dim) -> fx.Node:
+        """The node computing a symbolic dim: aten.sym_size of the input axis a symbol is
+        bound to, and Python int arithmetic on those for an expression (as torch.export writes)."""
         if dim not in sizes:
-            source, axis = graph.dims[dim]
-            sizes[dim] = fx_graph.call_function(aten.sym_size.int, (env[source], axis))
+            if isinstance(dim, str):
+                source, axis = graph.dims[dim]
+                sizes[dim] = fx_graph.call_function(aten.sym_size.int, (env[source], axis))
+            else:
+                def apply(fn):
+                    return lambda a, b: fx_graph.call_function(fn, (a, b))
+                sizes[dim] = symbolic.fold(dim, lambda x: size_of(x) if isinstance(x, str) else x,
+                                           apply(operator.add), apply(operator.sub), apply(operator.mul),
+                                           apply(operator.floordiv), recurse=size_or_int)
         return sizes[dim]
+
+    def size_or_int(dim):
+        return dim if isinstance(dim, int) else size_of(dim)
 
     def rounded(node: fx.Node, type_) -> fx.Node:
         """``node`` rounded to ``type_``'s number format (fake quantization, STE)."""
@@ -90,7 +102,7 @@ def to_torch(graph: Graph) -> fx.GraphModule:
             target = f"_ops.n{used_modules}_{_identifier(node.name)}"
             used_modules += 1
             _install(root, target, ModeAwareOp(op, node.attrs))
-            symbols = sorted({s for v in node.attrs.values() for s in ops._attr_symbols(v)})
+            symbols = sorted(frozenset().union(*(ops.attr_symbols(v) for v in node.attrs.values())))
             result = fx_graph.call_module(target, tuple(inputs), {s: size_of(s) for s in symbols})
         else:
             overload, args, kwargs = op.call_args(inputs, node.attrs, size_of)

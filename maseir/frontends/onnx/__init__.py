@@ -8,16 +8,18 @@ ONNX values, params after initializers (external data is read relative to
 the ONNX file); symbolic ``dim_param`` sizes become symbolic dims bound to
 the first graph input axis that carries them.
 
-Where the IR cannot express something (a size that is an expression of
-symbolic dims, an op outside the handled ones) the import fails with a
-one-line error naming the ONNX node.
+Sizes computed from ``Shape`` (``Shape -> Gather -> Mul -> Concat ->
+Reshape``, as exporters write them) become the IR's symbolic dims and size
+expressions (``reshape(shape=(batch*seq, 128))``). Where the IR cannot express
+something (a size computed from tensor data, an op outside the handled ones)
+the import fails with a one-line error naming the ONNX node.
 
 - ``reader``: the ONNX file, its initializers and external data;
 - ``values``: what an ONNX value is while converting (tensor, ``Const``,
-  ``Sizes``, ``Flat``);
+  ``Sizes``);
 - ``importer``: the importer, which walks the graph and makes IR nodes;
 - ``elementwise``, ``layers``, ``shapes``: the op handlers, by family, mixed
-  into the importer; ``flat``: ops on flattened views.
+  into the importer.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from ...errors import FileFormatError
 from ...ir import Graph
 from .importer import _Importer
 from .reader import external_data_threshold, read_model
-from .values import Const, Flat, Sizes
+from .values import Const, Sizes
 
-__all__ = ["Const", "Flat", "Sizes", "external_data_threshold", "import_model", "import_onnx", "read_model"]
+__all__ = ["Const", "Sizes", "external_data_threshold", "import_model", "import_onnx", "read_model"]
 
 
 def import_onnx(path: str | Path) -> Graph:

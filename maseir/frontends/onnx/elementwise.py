@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import ops
-from ...ir import DType, Sym, Value
+from ... import ops, symbolic
+from ...ir import DType, Value, attr_dim, dim_attr
 from .reader import _DTYPES, _numpy_dtype
 from .values import Const, Sizes, _f32, _is_scalar, _python_scalar, _sizes
 
@@ -85,7 +85,8 @@ class ElementwiseOps:
         one-element constant, else the registry op on two tensors."""
         op_name, fold, commutative = self._ARITHMETIC[node.op_type]
         out = self.out(node) if final else None
-        if (isinstance(a, Sizes) or isinstance(b, Sizes)) and not (isinstance(a, str) or isinstance(b, str)):
+        if (isinstance(a, Sizes) or isinstance(b, Sizes)) and not (isinstance(a, str) or isinstance(b, str)) \
+                and self.rank(a) <= 1 and self.rank(b) <= 1:  # size vectors are 1-D; else it is a tensor op
             return self._sizes_binary(node, a, b)
         if isinstance(a, Const) and isinstance(b, Const):
             if node.op_type == "Div":
@@ -112,13 +113,12 @@ class ElementwiseOps:
         return [self.emit(op_name, [a, b], {}, out=out)]
 
     def _as_scalar(self, value, other):
-        """``value`` as an ATen Scalar next to tensor ``other`` (a number, or Sym for a
-        symbolic size), where that changes nothing."""
+        """``value`` as an ATen Scalar next to tensor ``other`` (a number, or Sym or
+        SizeExpr for a symbolic size), where that changes nothing."""
         if isinstance(value, Sizes) and len(value.items) == 1:
             if (0 if value.scalar else 1) > self.rank(other):
                 return None
-            item = value.items[0]
-            return Sym(item) if isinstance(item, str) else item
+            return dim_attr(value.items[0])
         if not isinstance(value, Const) or value.array.size != 1:
             return None
         if value.array.ndim > self.rank(other):
@@ -162,7 +162,8 @@ class ElementwiseOps:
                 ys = ys * len(xs)
             else:
                 raise self._error("broadcasts size vectors of different lengths")
-        items = tuple(self._dim_op(node.op_type, x, y) for x, y in zip(xs, ys))
+        dtype = next(v.dtype for v in (a, b) if isinstance(v, Sizes))
+        items = tuple(self._dim_op(node.op_type, x, y, dtype) for x, y in zip(xs, ys))
         if node.op_type in ("Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual"):
             return [self.const(np.array(items, dtype=bool).reshape(() if scalar else (len(items),)), node.output[0])]
         return [_sizes(items, scalar)]
@@ -172,21 +173,28 @@ class ElementwiseOps:
                 "Equal": lambda x, y: x == y, "Greater": lambda x, y: x > y, "Less": lambda x, y: x < y,
                 "GreaterOrEqual": lambda x, y: x >= y, "LessOrEqual": lambda x, y: x <= y}
 
-    def _dim_op(self, op: str, x, y):
-        """One entry of a size-vector computation: ints compute, symbolic dims only simplify."""
+    def _dim_op(self, op: str, x, y, dtype: str = "int64"):
+        """One entry of a size-vector computation: ints compute; symbolic dims give size
+        expressions (``batch*seq``, ``seq+1``, ``seq//4``) or simplify."""
         if isinstance(x, int) and isinstance(y, int):
             if op not in self._INT_OPS or (op == "Div" and y == 0):
                 raise self._error(f"computes {x} {op} {y} on sizes")
             return self._INT_OPS[op](x, y)
+        if op == "Add":
+            return symbolic.add(x, y)
+        if op == "Sub":
+            return symbolic.sub(x, y)
+        if op == "Mul":
+            return symbolic.mul(x, y)
+        if op == "Div" and x == y:
+            return 1
+        if op == "Div" and not dtype.startswith(("float", "bfloat")):
+            # ONNX's integer Div truncates toward zero: floor division where x is not negative.
+            if not symbolic.is_nonnegative(x) or isinstance(y, int) and y < 1:
+                raise self._error(f"divides the size {x} by {y}, which may round differently from a floor "
+                                  "division (a negative size?)")
+            return symbolic.floordiv(x, y)
         # Symbolic dims are sizes of at least 2 (the IR's type rules assume that too).
-        if op in ("Add", "Sub") and y == 0:
-            return x
-        if op == "Add" and x == 0:
-            return y
-        if op in ("Mul", "Div") and y == 1:
-            return x
-        if op == "Mul" and x == 1:
-            return y
         if op in ("Max", "Min") and x == y:
             return x
         if op == "Max" and isinstance(y, int) and y <= 1:
@@ -198,9 +206,8 @@ class ElementwiseOps:
                 return True
             if isinstance(x, int) and x <= 1 or isinstance(y, int) and y <= 1:
                 return False
-        if op in ("Sub", "Div") and x == y:
-            return 0 if op == "Sub" else 1
-        raise self._error(f"computes {x} {op} {y}: the IR states sizes as dims, not expressions of them")
+        why = "as floats" if op == "Div" else "(size expressions hold +, -, * and floor division)"
+        raise self._error(f"computes {x} {op} {y} on sizes {why}, which the IR does not hold")
 
     def _op_Add(self, node, ins, attrs):
         return self._binary(node, *ins)
@@ -236,7 +243,7 @@ class ElementwiseOps:
             bounds = [ins[i] if len(ins) > i else None for i in (1, 2)]
             low, high = (None if b is None else self.scalar(b) for b in bounds)
             for bound, value in zip(bounds, (low, high)):
-                if bound is not None and (value is None or isinstance(value, Sym)):
+                if bound is not None and (value is None or attr_dim(value) is not None):
                     raise self._error("clips to bounds that are not constants")
         if isinstance(ins[0], Const):
             return [self.const(np.clip(ins[0].array, low, high).astype(ins[0].array.dtype), node.output[0])]

@@ -19,22 +19,21 @@ import onnx
 
 from ... import ops
 from ...errors import FileFormatError, UnsupportedOpError
-from ...ir import DType, Graph, Node, Sym, Tensor, TensorType, Value, default_format, unique_name
+from ...ir import DType, Graph, Node, Tensor, TensorType, Value, default_format, dim_attr, unique_name
 from ...onnx_metadata import from_props
 from .elementwise import ElementwiseOps
-from .flat import FlatViews
 from .layers import LayerOps
 from .reader import _DTYPES, InitializerReader, _attr_value
 from .shapes import ShapeOps
-from .values import Const, Flat, Sizes, _python_scalar
+from .values import Const, Sizes, _python_scalar
 
 
-class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
+class _Importer(ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
     def __init__(self, model: onnx.ModelProto, path: Path):
         self.model = model
         self.path = path
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-        self.values: dict[str, Any] = {}       # ONNX value -> IR value name | Const | Sizes | Flat
+        self.values: dict[str, Any] = {}       # ONNX value -> IR value name | Const | Sizes
         self.types: dict[str, TensorType] = {}  # IR value -> type
         self.nodes: list[Node] = []
         self.params: dict[str, Tensor] = {}
@@ -122,10 +121,7 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
                                       "before it (the graph is not topologically sorted?)")
         attrs = {a.name: _attr_value(a) for a in node.attribute}
         try:
-            if any(isinstance(v, Flat) for v in ins):
-                results = self._flat(node, ins, attrs)
-            else:
-                results = getattr(self, f"_op_{node.op_type}")(node, ins, attrs)
+            results = getattr(self, f"_op_{node.op_type}")(node, ins, attrs)
         except (KeyError, IndexError, ValueError) as exc:  # a malformed node: missing inputs or attributes
             raise FileFormatError(f"{self.path}: node {self.cur_name} ({node.op_type}) is malformed: "
                                   f"{type(exc).__name__}: {exc}") from exc
@@ -137,8 +133,6 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
         value = self.values.get(name)
         if value is None:
             raise FileFormatError(f"{self.path}: graph output {name} is not computed by any node")
-        if isinstance(value, Flat):
-            raise self._error(f"graph output {name} has a size that is a product of symbolic dims")
         return self.tensor(value)
 
     def _finish(self, outputs: list[str]) -> Graph:
@@ -208,13 +202,11 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
             return self.param_of[key]
         if isinstance(value, Sizes):
             parts = [self.emit("full", [], {"size": () if value.scalar else (1,),
-                                            "fill_value": Sym(d) if isinstance(d, str) else d,
+                                            "fill_value": dim_attr(d),
                                             "dtype": DType(value.dtype)}) for d in value.items]
             if value.scalar:
                 return parts[0]
             return parts[0] if len(parts) == 1 else self.emit("cat", parts, {"dim": 0})
-        if isinstance(value, Flat):
-            raise self._error("uses a tensor whose size is a product of symbolic dims as a whole")
         raise TypeError(value)
 
     def emit(self, op_name: str, inputs: list, attrs: dict, out: str | None = None) -> str:
@@ -254,7 +246,7 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
         return len(self.type_of(value).shape)
 
     def sizes(self, value, what: str) -> list | None:
-        """Entries of a constant or size vector (ints and dim names); None if absent."""
+        """Entries of a constant or size vector (ints, dim names, SizeExprs); None if absent."""
         if value is None:
             return None
         if isinstance(value, Sizes):
@@ -264,12 +256,11 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, InitializerReader
         raise self._error(f"{what} must be known while importing (a constant or computed from shapes)")
 
     def scalar(self, value):
-        """A one-element constant as a Python number (or a symbolic size as Sym); else None."""
+        """A one-element constant as a Python number (or a symbolic size as Sym or SizeExpr); else None."""
         if isinstance(value, Const) and value.array.size == 1:
             return _python_scalar(value.array)
         if isinstance(value, Sizes) and len(value.items) == 1:
-            item = value.items[0]
-            return Sym(item) if isinstance(item, str) else item
+            return dim_attr(value.items[0])
         return None
 
     def const(self, array, name: str | None = None, weight: bool = False) -> Const:

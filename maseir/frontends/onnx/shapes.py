@@ -1,15 +1,15 @@
 """Importer handlers for shapes, constants, indexing and data movement: Shape,
 Constant, Reshape, Transpose, (Un)Squeeze, Expand, Concat, Split, Slice, Gather.
-What is computed from shapes stays a size vector or a constant."""
+What is computed from shapes stays a size vector or a constant; a reshape that
+merges symbolic dims gives a tensor whose dim is their product (``batch*seq``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ... import ops
-from ...errors import UnsupportedOpError
-from ...ir import DType, Sym
-from .values import Const, Flat, Sizes, _python_scalar, _sizes
+from ... import ops, symbolic
+from ...ir import DType, dim_attr
+from .values import Const, Sizes, _python_scalar, _sizes
 
 _INT64_MAX = 2**63 - 1
 
@@ -24,10 +24,7 @@ class ShapeOps:
         return [_sizes(shape[start:end])]
 
     def _op_Size(self, node, ins, attrs):
-        shape = self.type_of(ins[0]).shape
-        if not all(isinstance(d, int) for d in shape):
-            raise self._error("counts the elements of a tensor with symbolic dims")
-        return [self.const(np.array(int(np.prod(shape)), dtype=np.int64), node.output[0])]
+        return [_sizes((symbolic.mul(*self.type_of(ins[0]).shape),), scalar=True)]
 
     def _op_Constant(self, node, ins, attrs):
         if "value" in attrs:
@@ -81,35 +78,21 @@ class ShapeOps:
         if target.count(-1) == 1 and len(target) == len(shape) and all(
                 t == s or t == -1 for t, s in zip(target, shape)):
             return [x]
-        op = ops.get("reshape")
-        try:
-            ops.infer_types(op, [self.type_of(x)], {"shape": tuple(target)})
-        except ops.TypeRuleError as exc:
-            flat = self._flatten_view(x, target)
-            if flat is not None:
-                return [flat]
-            raise self._error(str(exc)) from None
         return [self.emit("reshape", [x], {"shape": tuple(target)}, out=self.out(node))]
 
     def _op_Flatten(self, node, ins, attrs):
+        """2-D: the dims before ``axis`` merged, and those from it (a product of symbolic dims
+        is a size expression, ``batch*seq``)."""
         x = ins[0]
         shape = self.type_of(x).shape
         axis = attrs.get("axis", 1)
         axis = axis + len(shape) if axis < 0 else axis
+        lead, tail = symbolic.mul(*shape[:axis]), symbolic.mul(*shape[axis:])
         if isinstance(x, Const):
-            lead = int(np.prod(shape[:axis]))
-            return [self.const(x.array.reshape(lead, -1), node.output[0], x.weight)]
-        if axis == 0:
-            return [self.emit("reshape", [x], {"shape": (1, -1)}, out=self.out(node))]
-        if axis == 1:
+            return [self.const(x.array.reshape(lead, tail), node.output[0], x.weight)]
+        if axis == 1 and len(shape) > 1:
             return [self.emit("flatten", [x], {"start_dim": 1}, out=self.out(node))]
-        head = self.emit("flatten", [x], {"start_dim": axis}) if axis < len(shape) - 1 else x
-        try:
-            return [self.emit("flatten", [head], {"start_dim": 0, "end_dim": axis - 1}, out=self.out(node))]
-        except UnsupportedOpError:
-            if isinstance(head, str):
-                return [Flat(head, tuple(shape[:axis]))]
-            raise
+        return [self.emit("reshape", [x], {"shape": (lead, tail)}, out=self.out(node))]
 
     def _op_Transpose(self, node, ins, attrs):
         x = ins[0]
@@ -252,8 +235,8 @@ class ShapeOps:
                 raise self._error("slices with a negative or symbolic step, which ATen's slice does not")
             if s == 0 and (e == shape[a] or isinstance(e, int) and e >= _INT64_MAX // 2) and st == 1:
                 continue
-            slices.append({"dim": a, "start": Sym(s) if isinstance(s, str) else min(s, _INT64_MAX),
-                           "end": Sym(e) if isinstance(e, str) else min(e, _INT64_MAX), "step": st})
+            slices.append({"dim": a, "start": dim_attr(s) if not isinstance(s, int) else min(s, _INT64_MAX),
+                           "end": dim_attr(e) if not isinstance(e, int) else min(e, _INT64_MAX), "step": st})
         for i, attrs_ir in enumerate(slices):
             x = self.emit("slice", [x], attrs_ir, out=self.out(node) if i == len(slices) - 1 else None)
         return [x]
@@ -273,9 +256,8 @@ class ShapeOps:
         if isinstance(indices, Const) and indices.array.ndim == 0:
             return [self.emit("select", [data], {"dim": axis, "index": int(indices.array)}, out=self.out(node))]
         if isinstance(indices, Sizes) and indices.scalar:
-            index = indices.items[0]
-            return [self.emit("select", [data], {"dim": axis, "index": Sym(index) if isinstance(index, str)
-                                                 else index}, out=self.out(node))]
+            return [self.emit("select", [data], {"dim": axis, "index": dim_attr(indices.items[0])},
+                              out=self.out(node))]
         return [self.emit("index", [data] + [None] * axis + [indices], {}, out=self.out(node))]
 
     def _op_GatherElements(self, node, ins, attrs):

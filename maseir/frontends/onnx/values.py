@@ -9,12 +9,11 @@ value is one of:
 - a constant (an initializer, a ``Constant``, or something folded from
   constants): it becomes a param only where a tensor op reads it, and an
   attribute where the IR wants one (a scalar ``other``, a reshape target);
-- a size vector: a 1-D (or 0-d) int64 whose entries are sizes or symbolic
-  dim names (``Shape`` of a tensor with symbolic dims and what ``Gather``,
-  ``Slice``, ``Concat``, ``Unsqueeze``... make of it), folded into the
-  attributes of the ops that consume it;
-- a flattened view: a tensor whose leading dims are merged into one whose
-  size is a product of symbolic dims, which the IR cannot state (see ``flat``).
+- a size vector: a 1-D (or 0-d) int64 whose entries are dims: sizes,
+  symbolic dim names and expressions of them (``Shape`` of a tensor with
+  symbolic dims and what ``Gather``, ``Slice``, ``Concat``, ``Unsqueeze``,
+  ``Mul``... make of it), folded into the attributes of the ops that consume
+  it (``reshape(shape=(batch*seq, -1))``).
 """
 
 from __future__ import annotations
@@ -40,19 +39,11 @@ class Const:
 
 @dataclass(eq=False)
 class Sizes:
-    """A 1-D (or 0-d, ``scalar``) integer whose entries are sizes or symbolic dim names."""
+    """A 1-D (or 0-d, ``scalar``) integer whose entries are dims (ints, symbol names, SizeExprs)."""
 
     items: tuple
     scalar: bool = False
     dtype: str = "int64"
-
-
-@dataclass(eq=False)
-class Flat:
-    """IR value ``value`` viewed with its leading dims ``lead`` merged into one."""
-
-    value: str
-    lead: tuple
 
 
 def _is_scalar(value) -> bool:

@@ -7,10 +7,13 @@ that produce the node's outputs under the IR value names.
 Naming follows the IR so a node can be found in Netron by its module path:
 the ONNX node that produces an IR value is named after the IR node, helper
 nodes and values are ``<ir node>/<OpType>``, initializers carry the param
-names, and symbolic sizes are ``dim_param`` entries. A symbolic size used as
-an attribute (``reshape(shape=(batch, seq, -1, 64))``) is read at run time
-from the graph input it is bound to (``Graph.dims``) with one ``Shape`` node
-per dim (``dims/<name>``), shared by every use.
+names, and symbolic sizes are ``dim_param`` entries (an expression's is its
+text, ``batch*seq``). A symbolic size used as an attribute
+(``reshape(shape=(batch, seq, -1, 64))``) is read at run time from the graph
+input it is bound to (``Graph.dims``) with one ``Shape`` node per dim
+(``dims/<name>``), shared by every use; an expression of sizes
+(``reshape(shape=(batch*seq, 64))``) is computed from those with ``Add``,
+``Sub``, ``Mul`` and ``Div`` (``dims/<expression>``), once per graph.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from ... import ops
+from ... import ops, symbolic
 from ...errors import MaseIRError, UnsupportedOpError
-from ...ir import DTYPE_ITEMSIZE, Graph, Node, Sym, Tensor, TensorType, unique_name
+from ...ir import DTYPE_ITEMSIZE, Graph, Node, SizeExpr, Tensor, TensorType, attr_dim, unique_name
 
 ONNX_DTYPES = {
     "float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
@@ -90,7 +93,8 @@ def value_info(name: str, type_: TensorType) -> onnx.ValueInfoProto:
     """ONNX type of an IR value: symbolic sizes become dim_params."""
     if type_.dtype not in ONNX_DTYPES:
         raise UnsupportedOpError(f"value {name}: dtype {type_.dtype} has no ONNX equivalent")
-    return helper.make_tensor_value_info(name, ONNX_DTYPES[type_.dtype], list(type_.shape))
+    shape = [str(d) if isinstance(d, SizeExpr) else d for d in type_.shape]
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[type_.dtype], shape)
 
 
 # --- linear weights ------------------------------------------------------------------
@@ -188,10 +192,16 @@ class Lowering:
         return name
 
     # symbolic sizes
-    def dim(self, dim: str) -> str:
-        """A 1-D int64 value [size of ``dim``], read from the input it is bound to."""
+    def dim(self, dim) -> str:
+        """A 1-D int64 value [size of ``dim``]: a symbol read from the input it is bound
+        to, an expression computed from those, an int as a constant."""
+        if isinstance(dim, int):
+            return self.constant([dim], "int64", "dims/const")
         key = ("dim", dim)
         if key not in self.shared:
+            if isinstance(dim, SizeExpr):
+                self.shared[key] = self._expression(dim)
+                return self.shared[key]
             if dim not in self.graph.dims:
                 raise MaseIRError(f"symbolic dim {dim!r} is not bound to a graph input (see Graph.dims)")
             source, axis = self.graph.dims[dim]
@@ -200,8 +210,34 @@ class Lowering:
             self.shared[key] = name
         return self.shared[key]
 
-    def dim_scalar(self, dim: str) -> str:
-        """A 0-d int64 value: the size of ``dim``."""
+    def _expression(self, expr: SizeExpr) -> str:
+        """Nodes computing ``expr`` as a 1-D int64 value. ONNX's integer Div truncates,
+        which is floor division where the numerator is non-negative (``is_nonnegative``);
+        elsewhere floor(a/b) is computed exactly as (a - Mod(a, b)) / b (Mod with
+        fmod=0 takes the divisor's sign, as Python's % does)."""
+        hint = f"dims/{expr}"
+        held: dict[str, object] = {}  # ONNX value -> the dim it holds (numerators of divisions)
+
+        def node(op_type: str, *inputs: str, **attrs) -> str:
+            name = self.fresh(f"{hint}/{op_type}")
+            self.emit(op_type, list(inputs), [name], name, **attrs)
+            return name
+
+        def operand(d) -> str:
+            value = self.dim(d)
+            held[value] = d
+            return value
+
+        def divide(a: str, b: str) -> str:
+            if symbolic.is_nonnegative(held[a]):
+                return node("Div", a, b)
+            return node("Div", node("Sub", a, node("Mod", a, b, fmod=0)), b)
+
+        return symbolic.fold(expr, self.dim, lambda a, b: node("Add", a, b), lambda a, b: node("Sub", a, b),
+                             lambda a, b: node("Mul", a, b), divide, recurse=operand)
+
+    def dim_scalar(self, dim) -> str:
+        """A 0-d int64 value: the size of symbolic ``dim`` (a name or an expression)."""
         key = ("dim scalar", dim)
         if key not in self.shared:
             name = self.fresh(f"dims/{dim}/scalar")
@@ -210,7 +246,7 @@ class Lowering:
         return self.shared[key]
 
     def shape(self, dims, hint: str) -> str:
-        """A 1-D int64 value from sizes that mix ints and symbolic dim names."""
+        """A 1-D int64 value from sizes that mix ints, symbolic dim names and expressions."""
         dims = tuple(dims)
         if all(isinstance(d, int) for d in dims):
             return self.constant(list(dims), "int64", f"{hint}/shape")
@@ -218,7 +254,7 @@ class Lowering:
         if key not in self.shared:
             parts, run = [], []
             for d in dims:
-                if isinstance(d, str):
+                if symbolic.is_symbolic(d):
                     if run:
                         parts.append(self.constant(run, "int64", f"{hint}/shape"))
                         run = []
@@ -235,14 +271,15 @@ class Lowering:
         return self.shared[key]
 
     def scalar(self, value, dtype: str, hint: str) -> str:
-        """A 0-d value of ``dtype``: a number, or a symbolic size (``Sym``)."""
-        if isinstance(value, Sym):
-            size = self.dim_scalar(value.name)
+        """A 0-d value of ``dtype``: a number, or a symbolic size (``Sym`` or SizeExpr)."""
+        dim = attr_dim(value)
+        if dim is not None:
+            size = self.dim_scalar(dim)
             if dtype == "int64":
                 return size
-            key = ("dim scalar", value.name, dtype)
+            key = ("dim scalar", dim, dtype)
             if key not in self.shared:
-                name = self.fresh(f"dims/{value.name}/{dtype}")
+                name = self.fresh(f"dims/{dim}/{dtype}")
                 self.emit("Cast", [size], [name], name, to=ONNX_DTYPES[dtype])
                 self.shared[key] = name
             return self.shared[key]
@@ -344,7 +381,7 @@ class RuleContext:
         if t is not None:
             return t
         value = self.node.attrs.get(slot)
-        return 0 if isinstance(value, Sym) else value
+        return 0 if attr_dim(value) is not None else value
 
     def cast(self, value: str, from_dtype: str, to_dtype: str) -> str:
         if from_dtype == to_dtype:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from onnx import TensorProto
 
-from ...ir import Sym
+from ...ir import attr_dim
 from .context import ONNX_DTYPES, RuleContext, _axis, _rank, _raw, _unsupported, onnx_rule
 
 _INT64_MAX = 2**63 - 1
@@ -91,8 +91,8 @@ def _slice(ctx: RuleContext) -> None:
     def bound(value, default: int) -> str:
         if value is None:
             return ctx.const([default], "int64", "bound")
-        if isinstance(value, Sym):
-            return ctx.low.dim(value.name)
+        if attr_dim(value) is not None:
+            return ctx.low.dim(attr_dim(value))
         return ctx.const([int(value)], "int64", "bound")
 
     xt = ctx.type("self")
@@ -197,7 +197,7 @@ def _arange(ctx: RuleContext) -> None:
 def _fill(ctx: RuleContext, value) -> None:
     dtype = ctx.out_type.dtype
     shape = ctx.low.shape(ctx.attr("size"), ctx.node.name)
-    if isinstance(value, Sym):
+    if attr_dim(value) is not None:
         ctx.final("Expand", [ctx.low.scalar(value, dtype, ""), shape])
         return
     _, raw = _raw([value], dtype)
