@@ -482,8 +482,8 @@ def run_point(start: Graph, steps: Pipeline, path: Path, settings: dict, *, seed
         graph, _ = run_pipeline(start, steps, seed=seed, on_step=ran.append)
     except PassError as exc:
         step = steps.steps[len(ran)]
-        where = f"{step.line}: " if step.line else ""
-        raise PassError(f"step {first + len(ran)} ({where}{print_step(step)}): {exc.__cause__ or exc}") from exc
+        where = f"{steps.source}:{step.line}:{step.column}: " if step.line else ""
+        raise PassError(f"{where}step {first + len(ran)} ({print_step(step)}): {exc.__cause__ or exc}") from exc
     row, eval_seconds = _measure(graph, path, settings, threads)
     row.update(seconds=round(time.perf_counter() - began, 3), eval_seconds=round(eval_seconds, 3))
     return graph, row

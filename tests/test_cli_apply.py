@@ -101,7 +101,7 @@ def test_failure_in_step_two_leaves_no_output(tmp_path, capsys):
     finally:
         del REGISTRY["explode"]
     assert code == 2
-    assert "step 2 (2: explode): nothing to fold here" in capsys.readouterr().err
+    assert "-e:2:1: step 2 (explode): nothing to fold here" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["m.mir"]
 
 

@@ -311,10 +311,8 @@ def test_pruning_a_lora_graph_leaves_the_adapters_alone():
         run(adapted, "prune granularity=neuron targets=ffn")
 
 
-@pytest.mark.xfail(strict=True, reason="design: fuse lora adds scale * B @ A to every element of the base weight, "
-                   "so a pruned weight's zeros (its mask) are lost while it keeps its prune.* annotations; should "
-                   "fuse mask the update, or drop the annotations?")
 def test_fusing_lora_keeps_a_pruned_weights_zeros():
+    """fuse lora masks the update where a pruned base weight is zero (the zeros are its mask)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 10), nn.GELU(), nn.Linear(10, 4)).eval()
     graph = maseir.export(model, (torch.randn(2, 6),))
@@ -351,7 +349,7 @@ def tuned(text_model):
 def test_pruned_weights_stay_exactly_zero_through_finetune(tuned):
     pruned, out = tuned
     names = [n for n, t in pruned.params.items() if "prune.method" in t.annotations]
-    assert len(names) == 2 * 7 + 2  # 6 linears per layer and the pooler; the FFN's intermediate biases
+    assert len(names) == 2 * 7  # 6 linears per layer and the pooler (structured pruning masks weights, not biases)
     for n in names:
         before, after = to_numpy(pruned.params[n]), to_numpy(out.params[n])
         assert after[before == 0].tobytes() == bytes(4 * int((before == 0).sum())), n  # still +0.0, every one
@@ -367,15 +365,19 @@ def test_pruned_weights_stay_exactly_zero_through_finetune(tuned):
     assert f"{len(names)} pruned tensors" in report.summary
 
 
-@pytest.mark.xfail(strict=True, reason="design: a pruned param's zeros are its mask, so a weight or bias that is "
-                   "exactly zero for another reason when it is pruned (a zero-initialised bias, a code 0 of a "
-                   "quantized weight) is frozen at zero by finetune though it was never pruned")
 def test_kept_neurons_biases_train_after_neuron_pruning(tuned):
+    """Structured pruning masks the weight matrices only: biases (a kept neuron's zero-initialised one
+    among them) train, while the masked rows and columns keep the pruned neurons cut off."""
     pruned, out = tuned
     name = "bert.encoder.layer.0.intermediate.dense.bias"
-    assert pruned.params[name].annotations["prune.granularity"] == "neuron:ffn"
-    rows = to_numpy(pruned.params[name.replace(".bias", ".weight")]).any(axis=1)  # the kept neurons
+    weight = name.replace(".bias", ".weight")
+    assert not any(k.startswith("prune.") for k in pruned.params[name].annotations)
+    assert pruned.params[weight].annotations["prune.granularity"] == "neuron:ffn"
+    rows = to_numpy(pruned.params[weight]).any(axis=1)  # the kept neurons
     assert to_numpy(out.params[name])[rows].any()
+    assert not to_numpy(out.params[weight])[~rows].any()  # the pruned rows stay exactly zero
+    compacted, _ = run(out, "compact")  # their output columns are zero too: compact removes them
+    assert compacted.params[weight].type.shape[0] == int(rows.sum())
 
 
 def test_lora_adapters_learn_on_a_pruned_graph(text_model):
@@ -427,7 +429,7 @@ def test_prune_steps_that_do_not_fit_the_graph_name_the_step(small, text, fragme
     with pytest.raises(PassError) as info:
         run_pipeline(small, parse("report\n" + text + "\n", "f.pass"))
     message = str(info.value)
-    assert fragment in message and "step 2 (2: prune" in message and "\n" not in message
+    assert fragment in message and "f.pass:2:1: step 2 (prune" in message and "\n" not in message
 
 
 def test_the_cli_reports_a_bad_prune_step_in_one_line(small, tmp_path, capsys):
@@ -440,7 +442,7 @@ def test_the_cli_reports_a_bad_prune_step_in_one_line(small, tmp_path, capsys):
     (tmp_path / "n.pass").write_text("prune granularity=neuron ops=embedding\n")
     assert main(["apply", str(tmp_path / "n.pass"), str(tmp_path / "m.mir"), "-o", str(tmp_path / "o.mir")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("maseir: error: step 1 (1: prune") and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"maseir: error: {tmp_path / 'n.pass'}:1:1: step 1 (prune") and len(err.strip().splitlines()) == 1
 
 
 @SETTINGS

@@ -55,6 +55,7 @@ def to_torch(graph: Graph) -> fx.GraphModule:
     env: dict[str, fx.Node] = {}
     for value in graph.inputs:
         env[value.name] = fx_graph.placeholder(_identifier(value.name))
+        env[value.name].meta["maseir_value"] = value.name
     # inputs that do not fit the graph's input types fail here, naming the input, not deep inside an op
     fx_graph.call_function(check_inputs, (input_signature(graph), *(env[v.name] for v in graph.inputs)))
     sizes: dict = {}

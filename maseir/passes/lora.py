@@ -26,7 +26,9 @@ outside the file records any of this (spec/format.md lists the keys).
 
 ``fuse lora`` sets ``W = W + scale * B @ A`` (in float32, as PEFT's merge
 does) and removes the adapter nodes and params: the fused graph has exactly
-the op set of the original.
+the op set of the original. A base weight keeps its number format (a
+quantized one is rounded to it again) and, when pruned, its zeros (the
+update is masked there).
 """
 
 from __future__ import annotations
@@ -201,9 +203,14 @@ def fuse_lora(graph: Graph) -> tuple[Graph, dict]:
         scale = float(roles["scale"].attrs["other"])
         weight_name = base.inputs[1]
         weight = new.params[weight_name]
-        fused = tensors.to_torch(weight) + (b @ a) * scale
+        base_values = tensors.to_torch(weight)
+        delta = (b @ a) * scale
+        if any(k.startswith("prune.") for k in weight.annotations):
+            delta = delta * (base_values != 0)  # a pruned weight's zeros are its mask: they stay zero
+        fused = base_values + delta
         new.params[weight_name] = tensors.to_ir(weight_name, fused.to(tensors.torch_dtype(weight.type.dtype)),
-                                                weight.trainable).replace(annotations=weight.annotations)
+                                                weight.trainable, weight.type.format  # a quantized base stays so
+                                                ).replace(annotations=weight.annotations)
         for role_node in roles.values():
             removed_nodes.add(role_node.name)
             for p in node_params(new, role_node):

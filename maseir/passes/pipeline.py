@@ -48,7 +48,7 @@ def run_pipeline(graph: Graph, pipeline: Pipeline, *, seed: int = 0,
     current = graph
     current_digest = digest(current)
     for index, step in enumerate(bound, 1):
-        result = run_step(current, step, index)
+        result = run_step(current, step, index, pipeline.source)
         if digest(current) != current_digest:
             raise RuntimeError(f"pass {step.spec.verb} modified its input graph (a bug in the pass)")
         out_digest = digest(result.graph)
@@ -65,12 +65,14 @@ def run_pipeline(graph: Graph, pipeline: Pipeline, *, seed: int = 0,
     return current, outcomes
 
 
-def run_step(graph: Graph, step: BoundStep, index: int) -> PassResult:
+def run_step(graph: Graph, step: BoundStep, index: int, source: str = "<pipeline>") -> PassResult:
+    """Run one validated step; a user error it raises becomes a PassError naming the
+    pipeline's file, the step's line and column, its number and its text."""
     try:
         return step.spec.run(graph, step.args)
     except MaseIRError as exc:
-        where = f"{step.step.line}: " if step.step.line else ""
-        raise PassError(f"step {index} ({where}{print_step(step.step)}): {exc}") from exc
+        where = f"{source}:{step.step.line}:{step.step.column}: " if step.step.line else f"{source}: "
+        raise PassError(f"{where}step {index} ({print_step(step.step)}): {exc}") from exc
 
 
 def changes_graph(pipeline: Pipeline) -> bool:

@@ -1,8 +1,9 @@
 """``compact``: physically remove pruned neurons and attention heads, so matrices get smaller.
 
-- An attention head whose value rows and value bias are all zero outputs
-  zeros (its attention weights sum to one over zero values), whatever its
-  query and key: its Q, K and V rows and the output projection's columns go.
+- An attention head whose output projection columns are all zero is never
+  read, and one whose value rows and value bias are all zero outputs zeros
+  (its attention weights sum to one over zero values), whatever its query and
+  key: either way its Q, K and V rows and the output projection's columns go.
 - A neuron j of a neuron pair (L1 -> unary ops -> L2) whose L1 row and bias
   are zero outputs the constant c = chain(0) (0 for GELU and ReLU, 0.5 for a
   sigmoid): row j of L1 and column j of L2 go, and c times that column is
@@ -37,24 +38,31 @@ def compact(graph: Graph) -> tuple[Graph, dict]:
         dead = ~value_rows.any(axis=1)
         if len(block.value.inputs) > 2 and block.value.inputs[2]:
             dead &= ~to_numpy(new.params[block.value.inputs[2]]).reshape(block.heads, -1).any(axis=1)
+        columns = to_numpy(new.params[block.output.inputs[1]])  # [out, heads * head_dim]
+        dead |= ~columns.reshape(columns.shape[0], block.heads, block.head_dim).any(axis=(0, 2))
         if dead.any() and not dead.all():
             _remove_heads(new, block, np.flatnonzero(~dead))
             report["heads"][block.attention.name] = {"removed": int(dead.sum()), "kept": int((~dead).sum())}
     for pair in neuron_pairs(new):
         first = to_numpy(new.params[pair.first.inputs[1]])
-        dead = ~first.any(axis=1)
+        silent = ~first.any(axis=1)  # outputs the constant chain(bias)
         has_bias = len(pair.first.inputs) > 2 and bool(pair.first.inputs[2])
         if has_bias:
-            dead &= to_numpy(new.params[pair.first.inputs[2]]) == 0
+            silent &= to_numpy(new.params[pair.first.inputs[2]]) == 0
+        unread = ~to_numpy(new.params[pair.second.inputs[1]]).any(axis=0)  # L2 ignores it, whatever it outputs
+        folded = silent & ~unread  # constant neurons L2 reads: their constant goes into L2's bias
+        bias = None
+        if folded.any():
+            constant = _chain_of_zero(pair)
+            if constant is None:
+                folded[:] = False  # the constant depends on the run
+            elif constant != 0:
+                bias = _folded_bias(new, pair, folded, constant)
+                if bias is None:
+                    folded[:] = False  # the constant has nowhere to go exactly
+        dead = unread | folded
         if not dead.any() or dead.all():
             continue
-        constant, bias = _chain_of_zero(pair), None
-        if constant is None:
-            continue  # the neurons' constant output depends on the run
-        if constant != 0:
-            bias = _folded_bias(new, pair, dead, constant)
-            if bias is None:
-                continue  # the constant has nowhere to go exactly
         _remove_neurons(new, pair, np.flatnonzero(~dead), bias)
         report["neurons"][pair.first.name] = {"removed": int(dead.sum()), "kept": int((~dead).sum())}
     if not report["heads"] and not report["neurons"]:

@@ -21,7 +21,10 @@ rows); without targets, the rows of every selected linear. ``compact`` then
 removes what was pruned.
 
 A pruned param is annotated (``prune.method``, ``prune.granularity``,
-``prune.sparsity``: the requested fraction) and its zeros are its mask.
+``prune.sparsity``: the requested fraction) and its zeros are its mask. In
+structured pruning that is the weight matrices (rows and columns); the
+pruned units' biases are zeroed but not masked, so they may train again
+while the masked weights keep those units cut off.
 """
 
 from __future__ import annotations
@@ -180,14 +183,16 @@ def prune_units(graph: Graph, sparsity: float, method: str, norm: str, scope: st
     return masks, report
 
 
-def apply_masks(graph: Graph, masks: dict, annotations: dict[str, str]) -> Graph:
+def apply_masks(graph: Graph, masks: dict, annotations: dict[str, str], annotate=None) -> Graph:
     """A copy of ``graph`` with the masked weights set to exactly zero (their stored
-    bytes zeroed, so a fixed-point code becomes 0 too) and the params annotated."""
+    bytes zeroed, so a fixed-point code becomes 0 too) and the params in ``annotate``
+    (default: all of them) annotated: their zeros are then a mask that training keeps."""
     from ...sparse import zero_elements
     new = graph.copy()
     for name, mask in masks.items():
         old = graph.params[name]
-        new.params[name] = zero_elements(old, mask).replace(annotations={**old.annotations, **annotations})
+        note = annotations if annotate is None or name in annotate else {}
+        new.params[name] = zero_elements(old, mask).replace(annotations={**old.annotations, **note})
     return new
 
 
@@ -219,7 +224,11 @@ def _prune(graph: Graph, args: StepArgs) -> PassResult:
         units = {}
     else:
         masks, units = prune_units(graph, sparsity, method, args["norm"], scope, targets, selection, seed)
-    new = apply_masks(graph, masks, note)
+    # Structured pruning masks the weight matrices only: a pruned neuron's (or head's) bias is zeroed but
+    # free to train (its weights' zero rows and columns keep it cut off), so no bias that happens to be
+    # zero, such as a zero-initialised one of a kept neuron, is frozen.
+    annotate = None if granularity == "weight" else {n for n in masks if len(graph.params[n].type.shape) > 1}
+    new = apply_masks(graph, masks, note, annotate)
     weights = [n for n in masks if len(new.params[n].type.shape) > 1]
     reached = sparsity_of(new, weights)
     total = sum(new.params[n].type.numel() for n in weights)

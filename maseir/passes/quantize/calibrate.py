@@ -18,30 +18,32 @@ import math
 from ...ir import Graph
 from ..registry import ArgSpec, PassResult, PassSpec, StepArgs, register
 from .quantize import QUANTIZABLE_OPS
-from .ranges import record
+from .ranges import record, record_input
 
 _SAMPLE_PER_BATCH = 8192
 
 
-def observed_values(graph: Graph, ops: tuple[str, ...]) -> dict[str, str]:
-    """Value name -> the node that computes it, for every float activation a node
-    of ``ops`` reads (through a ``quantize`` node: its source)."""
+def observed_values(graph: Graph, ops: tuple[str, ...]) -> dict[str, str | None]:
+    """Value name -> the node that computes it (None for a graph input), for every
+    float activation a node of ``ops`` reads (through a ``quantize`` node: its source)."""
     producers = graph.producers()
     params = set(graph.params)
-    out = {}
+    inputs = {v.name: v for v in graph.inputs}
+    out: dict[str, str | None] = {}
     for node in graph.nodes:
         if node.op not in ops:
             continue
         for value in node.inputs:
-            if not value or value in params or value not in producers:
+            if not value or value in params:
                 continue
-            source = producers[value]
-            if source.op == "quantize":
+            source = producers.get(value)
+            if source is not None and source.op == "quantize":
                 value = source.inputs[0]
-                if value not in producers:
-                    continue
-                source = producers[value]
-            if len(source.outputs) == 1 and source.outputs[0].type.dtype.startswith(("float", "bfloat")):
+                source = producers.get(value)
+            if source is None:
+                if value in inputs and inputs[value].type.dtype.startswith(("float", "bfloat")):
+                    out[value] = None
+            elif len(source.outputs) == 1 and source.outputs[0].type.dtype.startswith(("float", "bfloat")):
                 out[value] = source.name
     return out
 
@@ -102,8 +104,11 @@ def calibrate(graph: Graph, batches, *, ops: tuple[str, ...], method: str, perce
             if finite.numel():
                 low = max(low, float(torch.quantile(finite, (100 - percentile) / 100)))
                 high = min(high, float(torch.quantile(finite, percentile / 100)))
-        record(by_name[node_name], low, high, method if method == "minmax" else f"percentile {percentile:g}",
-               seen)
+        how = method if method == "minmax" else f"percentile {percentile:g}"
+        if node_name is None:
+            record_input(new, value, low, high, how, seen)
+        else:
+            record(by_name[node_name], low, high, how, seen)
     infinite = sorted(v for v in lows if not (abs(lows[v]) < float("inf") and abs(highs[v]) < float("inf")))
     report = {"values": len(lows), "examples": seen, "method": method, "not_finite": infinite,
               "ranges": {v: [lows[v], highs[v]] for v in sorted(lows)}}
