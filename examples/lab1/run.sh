@@ -9,29 +9,35 @@ cd "$(dirname "$0")"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 M=../../.venv/bin/maseir
 PY=../../.venv/bin/python
-MODEL=../lab0/out/minilm-sft.mir
-mkdir -p out
+MODEL=${LAB1_MODEL:-../lab0/out/minilm-sft.mir}
+OUT=${LAB1_OUT:-out}
+mkdir -p $OUT
 test -f $MODEL || { echo "run examples/lab0/tutorial2.sh first (it makes $MODEL)"; exit 1; }
 BITS=4,6,8,12,16
 SPARSITY=0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9
-QUANT_EVAL="--dataset imdb --split test"            # all 5,000 test reviews
-PRUNE_EVAL="--dataset imdb --split test --limit 2000"
+QUANT_EVAL="--dataset imdb --split test ${LAB1_QUANT_LIMIT:+--limit $LAB1_QUANT_LIMIT}"   # all 5,000 test reviews
+PRUNE_EVAL="--dataset imdb --split test --limit ${LAB1_PRUNE_LIMIT:-2000}"
+# (LAB1_MODEL, LAB1_OUT, LAB1_QUANT_LIMIT, LAB1_PRUNE_LIMIT and LAB1_SHORT=1, which trains on 32 reviews,
+#  make a quick trial run of the whole script)
+SHORT_CAL=${LAB1_SHORT:+--vary calibrate.samples=16}
+SHORT_TRAIN=${LAB1_SHORT:+--vary finetune.limit=32}
 
 echo "== PTQ, frac auto =="
-$M sweep ptq.pass $MODEL --vary quantize.bits=$BITS $QUANT_EVAL -o out/ptq-auto.csv --resume --quiet
+$M sweep ptq.pass $MODEL $SHORT_CAL --vary quantize.bits=$BITS $QUANT_EVAL -o $OUT/ptq-auto.csv --resume --quiet
 echo "== PTQ, frac = bits / 2 =="
 for bits in 4 6 8 12 16; do
-  $M sweep ptq.pass $MODEL --vary quantize.bits=$bits --vary quantize.frac=$((bits / 2)) $QUANT_EVAL \
-    -o out/ptq-half-$bits.csv --resume --quiet
+  $M sweep ptq.pass $MODEL $SHORT_CAL --vary quantize.bits=$bits --vary quantize.frac=$((bits / 2)) $QUANT_EVAL \
+    -o $OUT/ptq-half-$bits.csv --resume --quiet
 done
 echo "== QAT (1 epoch on 2,000 training reviews) =="
-$M sweep qat.pass $MODEL --vary quantize.bits=$BITS $QUANT_EVAL -o out/qat.csv --resume --quiet
+$M sweep qat.pass $MODEL $SHORT_CAL --vary quantize.bits=$BITS $SHORT_TRAIN $QUANT_EVAL -o $OUT/qat.csv --resume --quiet
 echo "== pruning, without and with retraining =="
 $M sweep prune.pass $MODEL --vary prune.method=random,l1 --vary prune.sparsity=$SPARSITY $PRUNE_EVAL \
-  -o out/prune.csv --resume --quiet
-$M sweep prune-retrain.pass $MODEL --vary prune.method=random,l1 --vary prune.sparsity=$SPARSITY $PRUNE_EVAL \
-  -o out/prune-retrain.csv --resume --quiet
+  -o $OUT/prune.csv --resume --quiet
+$M sweep prune-retrain.pass $MODEL --vary prune.method=random,l1 --vary prune.sparsity=$SPARSITY $SHORT_TRAIN \
+  $PRUNE_EVAL \
+  -o $OUT/prune-retrain.csv --resume --quiet
 echo "== structured: feed-forward neurons, compacted =="
-$M sweep ffn.pass $MODEL --vary prune.sparsity=0.25,0.5 $PRUNE_EVAL -o out/ffn.csv --resume --quiet --keep out/ffn
-for f in out/ffn/*.mir; do $M bench $f --runtime onnxruntime --batch 1 --seq-len 128 --json > ${f%.mir}-bench.json; done
-$PY study.py out
+$M sweep ffn.pass $MODEL --vary prune.sparsity=0.25,0.5 $PRUNE_EVAL -o $OUT/ffn.csv --resume --quiet --keep $OUT/ffn
+for f in $OUT/ffn/*.mir; do $M bench $f --runtime onnxruntime --batch 1 --seq-len 128 --json > ${f%.mir}-bench.json; done
+$PY study.py $OUT
