@@ -186,3 +186,9 @@ def _reduction(name: str, onnx_op: str) -> None:
 
 _reduction("mean", "ReduceMean")
 _reduction("sum", "ReduceSum")
+
+
+@onnx_rule("hardsigmoid")
+def _hardsigmoid(ctx: RuleContext) -> None:
+    """ATen's clamp(x / 6 + 1/2, 0, 1) is ONNX's HardSigmoid with alpha 1/6, beta 1/2."""
+    ctx.final("HardSigmoid", [ctx.input("self")], alpha=1.0 / 6.0, beta=0.5)
