@@ -590,3 +590,14 @@ def test_legacy_exporter_bert_with_dynamic_axes_imports_and_agrees(tiny_bert, tm
         (original,) = ort_run(path, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
         for got in (from_torch, runner(ids, mask), original):
             assert np.abs(got - expected).max() <= 1e-4
+
+
+class Flip(nn.Module):
+    def forward(self, x):
+        return torch.flip(x, [1]) * 2
+
+
+def test_a_file_maseir_lowered_keeps_its_dim_names(tmp_path):
+    graph = maseir.export(Flip(), (torch.randn(2, 3, 4),), dynamic_dims={"x": {0: "n", 1: "x_dim1"}})
+    save_onnx(graph, tmp_path / "m.onnx")
+    assert maseir.import_onnx(tmp_path / "m.onnx").dims == graph.dims == {"n": ("x", 0), "x_dim1": ("x", 1)}

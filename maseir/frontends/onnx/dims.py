@@ -27,7 +27,8 @@ share their role's name: the batch of ``input_ids`` and of
 ``attention_mask`` is one ``batch``. torch.export's symbols (``s17``) do say
 it: two different symbols are sizes that may differ, so a second symbol in
 a role already taken is ``<input>_<role>`` (``pixel_values_batch``).
-``--dim-names`` overrides either choice.
+``--dim-names`` overrides either choice. A file maseir lowered keeps its
+dim names: they are the graph's own.
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ def parse_dim_names(text: str) -> dict[str, str]:
     return check_dim_names(out, "--dim-names")
 
 
-def name_dims(graph, initializers: set[str], chosen: dict[str, str], where: str) -> dict[tuple[str, int], str]:
+def name_dims(graph, initializers: set[str], chosen: dict[str, str], where: str,
+              keep: bool = False) -> dict[tuple[str, int], str]:
     """The name of every symbolic axis of ``graph``'s inputs (an ``onnx.GraphProto``;
     ``initializers`` are not inputs), keyed by (input, axis). ``chosen`` (checked
     first: each key must name a dim_param or a symbolic INPUT:AXIS of the file,
-    else MaseIRError naming ``where``) comes first, then the rules above."""
+    else MaseIRError naming ``where``) comes first, then the rules above; with
+    ``keep`` (a file maseir lowered, whose dim_params are the graph's own dims)
+    every dim_param is kept as it is."""
     inputs = [v for v in graph.input if v.name not in initializers and v.type.HasField("tensor_type")
               and v.type.tensor_type.HasField("shape")]
     symbolic = {}  # (input, axis) -> dim_param ("" when none)
@@ -113,6 +117,8 @@ def name_dims(graph, initializers: set[str], chosen: dict[str, str], where: str)
             continue
         if param in chosen:
             name = chosen[param]
+        elif keep and param:
+            name = identifier(param)
         elif param.lower() in _SPELLINGS["batch"]:
             name = "batch"
         elif param.lower() in _SPELLINGS["seq"]:

@@ -57,15 +57,22 @@ def handles(op_type: str, *, ops: tuple[str, ...] = (), since: int | None = None
     return register
 
 
-@lru_cache(maxsize=None)
 def first_version(op_type: str) -> int:
     """The opset in which ONNX op ``op_type`` (default domain) first appeared (imports onnx)."""
-    import onnx
-    versions = [s.since_version for s in onnx.defs.get_all_schemas_with_history()
-                if s.name == op_type and s.domain in ("", "ai.onnx")]
-    if not versions:
+    versions = _first_versions()
+    if op_type not in versions:
         raise ValueError(f"{op_type} is not an ONNX op")
-    return min(versions)
+    return versions[op_type]
+
+
+@lru_cache(maxsize=1)
+def _first_versions() -> dict[str, int]:
+    import onnx
+    first: dict[str, int] = {}
+    for schema in onnx.defs.get_all_schemas_with_history():
+        if schema.domain in ("", "ai.onnx"):
+            first[schema.name] = min(first.get(schema.name, schema.since_version), schema.since_version)
+    return first
 
 
 def markdown() -> str:

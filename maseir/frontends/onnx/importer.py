@@ -68,7 +68,8 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, SpatialOps, Recur
                 if name:
                     self.uses[name] = self.uses.get(name, 0) + 1
         initializers = {t.name for t in graph.initializer}
-        self.axis_names = name_dims(graph, initializers, self.dim_names, str(self.path))
+        self.axis_names = name_dims(graph, initializers, self.dim_names, str(self.path),
+                                    keep=self.model.producer_name == "maseir")
         for tensor in graph.initializer:
             self.values[tensor.name] = self._initializer(tensor)
             self.taken.add(tensor.name)
