@@ -380,6 +380,47 @@ def test_negative_step_slices_are_flips(tmp_path):
     assert graph.dims == {"seq": ("x", 1)} and "flip" in {n.op for n in graph.nodes}
 
 
+BOUNDS = st.one_of(st.integers(-8, 8), st.sampled_from([2**63 - 1, -2**63]))
+
+
+@settings(SETTINGS, max_examples=25)
+@given(st.data())
+def test_random_slices_with_any_steps_agree_with_onnx_runtime(tmp_path, data):
+    draw = data.draw
+    shape = [draw(st.integers(1, 6)) for _ in range(draw(st.integers(1, 3)))]
+    axes = draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, max_size=len(shape), unique=True))
+    starts, ends = [draw(BOUNDS) for _ in axes], [draw(BOUNDS) for _ in axes]
+    steps = [draw(st.sampled_from([-3, -2, -1, 1, 2])) for _ in axes]
+    if any(len(range(*slice(s, e, st).indices(shape[a]))) == 0 for a, s, e, st in zip(axes, starts, ends, steps)):
+        return  # empty results: nothing to compare
+    inits = [(n, np.array(v, np.int64)) for n, v in (("s", starts), ("e", ends), ("a", axes), ("m", steps))]
+    model = _model([helper.make_node("Slice", ["x", "s", "e", "a", "m"], ["y"])], [_float("x", shape)],
+                   [_float("y", None)], inits)
+    imported_agrees(_save(model, tmp_path), [{"x": _normal(*shape)}])
+
+
+@settings(SETTINGS, max_examples=15)
+@given(st.data())
+def test_random_asymmetric_pads_of_conv_and_max_pool_agree_with_onnx_runtime(tmp_path, data):
+    draw = data.draw
+    kernel = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    strides = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
+    pads = [draw(st.integers(0, k - 1)) for k in kernel + kernel]
+    if draw(st.booleans()):  # pads past half the kernel, which ATen's pools refuse
+        kernel, pads = [3, 3], [2, draw(st.integers(0, 2)), 2, draw(st.integers(0, 2))]
+    size = [draw(st.integers(k, 6)) for k in kernel]
+    op = draw(st.sampled_from(["Conv", "MaxPool", "AveragePool"]))
+    if op == "Conv":
+        node = helper.make_node("Conv", ["x", "w"], ["y"], pads=pads, strides=strides)
+        inits = [("w", _normal(2, 3, *kernel))]
+    else:
+        extra = {"count_include_pad": 1} if op == "AveragePool" else {}
+        node = helper.make_node(op, ["x"], ["y"], kernel_shape=kernel, pads=pads, strides=strides, **extra)
+        inits = []
+    model = _model([node], [_float("x", ["n", 3, *size])], [_float("y", None)], inits)
+    imported_agrees(_save(model, tmp_path), [{"x": _normal(2, 3, *size)}])
+
+
 def test_a_backward_slice_from_an_index_of_a_symbolic_dim_is_refused(tmp_path):
     inits = [("s", np.array([3], np.int64)), ("e", np.array([0], np.int64)), ("a", np.array([1], np.int64)),
              ("m", np.array([-1], np.int64))]
@@ -422,6 +463,36 @@ def test_resize_variants_and_refusals(tmp_path):
                      [_float("x", [1, 2, 4, 5])], [_float("y", None)], inits)
         with pytest.raises(UnsupportedOpError, match=rf"node resize \(Resize\): {match}"):
             maseir.import_onnx(_save(bad, tmp_path, "bad.onnx"))
+
+
+@settings(SETTINGS, max_examples=25)
+@given(st.data())
+def test_random_resizes_agree_with_onnx_runtime(tmp_path, data):
+    draw = data.draw
+    size = [draw(st.integers(1, 6)), draw(st.integers(1, 6))]
+    mode, transform, rounding = draw(st.sampled_from([
+        ("nearest", "asymmetric", "floor"), ("nearest", "half_pixel", "round_prefer_floor"),
+        ("nearest", "pytorch_half_pixel", "round_prefer_ceil"), ("linear", "half_pixel", None),
+        ("linear", "align_corners", None), ("linear", "pytorch_half_pixel", None)]))
+    by_scales = mode == "linear" and transform != "align_corners" and draw(st.booleans()) or transform == "asymmetric"
+    whole = mode == "nearest" and transform != "asymmetric"  # half-pixel nearest: whole upscaling factors only
+    if by_scales:
+        choices = [1.0, 2.0, 3.0] if whole else [0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
+        scales = [draw(st.sampled_from([c for c in choices if n * c >= 1])) for n in size]
+        inputs, inits = ["x", "", "scales"], [("scales", np.array([1, 1, *scales], np.float32))]
+        out = [int(n * c) for n, c in zip(size, scales)]
+    else:
+        out = [n * draw(st.integers(1, 3)) if whole else draw(st.integers(1, 9)) for n in size]
+        inputs, inits = ["x", "", "", "sizes"], [("sizes", np.array(out, np.int64))]
+    if transform == "pytorch_half_pixel" and min(out) == 1:
+        out = [max(n, 2) for n in out]  # output size 1 is refused there (ATen would use half_pixel)
+        inputs, inits = ["x", "", "", "sizes"], [("sizes", np.array(out, np.int64))]
+    attrs = dict(mode=mode, coordinate_transformation_mode=transform, **({"nearest_mode": rounding} if rounding else {}))
+    if inputs[-1] == "sizes":
+        attrs["axes"] = [2, 3]
+    node = helper.make_node("Resize", inputs, ["y"], **attrs)
+    model = _model([node], [_float("x", ["n", 2, *size])], [_float("y", None)], inits)
+    imported_agrees(_save(model, tmp_path), [{"x": _normal(2, 2, *size)}], atol=1e-5)
 
 
 def test_conv_transpose_pads_output_shape_and_auto_pad(tmp_path):

@@ -45,6 +45,7 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, SpatialOps, Recur
         self.nodes: list[Node] = []
         self.params: dict[str, Tensor] = {}
         self.param_of: dict[int, str] = {}      # id(Const) -> param name
+        self.made_params: list[Const] = []      # the Consts param_of names: kept alive so no id is reused
         self.taken: set[str] = set()            # value and param names
         self.node_names: set[str] = set()
         self.dims: dict[str, tuple[str, int]] = {}
@@ -215,6 +216,7 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, SpatialOps, Recur
                 self.params[name] = Tensor(name, type_, array.tobytes(), trainable=value.weight)
                 self.types[name] = type_
                 self.param_of[key] = name
+                self.made_params.append(value)
             return self.param_of[key]
         if isinstance(value, Sizes):
             parts = [self.emit("full", [], {"size": () if value.scalar else (1,),

@@ -84,10 +84,13 @@ class LayerOps:
             pads[i], pads[i + 2] = (small, large) if auto == "SAME_UPPER" else (large, small)
         return pads
 
-    def _symmetric(self, x, pads: list[int], value: float):
-        """(x, [pad_h, pad_w]): ATen's convolutions and pools pad both sides alike, so the
-        part of asymmetric ONNX ``pads`` beyond that is a ``pad`` node (filled with ``value``) first."""
+    def _symmetric(self, x, pads: list[int], value: float, limit: list[int] | None = None):
+        """(x, [pad_h, pad_w]): ATen's convolutions and pools pad both sides alike (pools by at
+        most ``limit``, half the effective kernel), so the part of ONNX ``pads`` beyond that is
+        a ``pad`` node (filled with ``value``) first."""
         both = [min(pads[0], pads[2]), min(pads[1], pads[3])]
+        if limit is not None:
+            both = [min(b, m) for b, m in zip(both, limit)]
         extra = [p - both[i % 2] for i, p in enumerate(pads)]
         if any(extra):
             if any(p < 0 for p in pads):
@@ -142,13 +145,15 @@ class LayerOps:
         strides = list(attrs.get("strides", [1, 1]))
         dilations = list(attrs.get("dilations", [1, 1]))
         pads = self._pads(x, attrs, kernel, strides, dilations)
-        if pads[:2] != pads[2:]:
+        limit = [((k - 1) * d + 1) // 2 for k, d in zip(kernel, dilations)]  # ATen's most padding
+        if pads[:2] != pads[2:] or any(p > m for p, m in zip(pads, limit + limit)):
+            why = "not symmetric" if pads[:2] != pads[2:] else "more than half the kernel"
             if attrs.get("ceil_mode"):
-                raise self._error(f"pads {pads} are not symmetric and ceil_mode is set")
+                raise self._error(f"pads {pads} are {why} and ceil_mode is set")
             if op_name == "avg_pool2d" and not extra["count_include_pad"]:
-                raise self._error(f"pads {pads} are not symmetric and count_include_pad=0 (the padding "
-                                  "would be averaged in)")
-        x, pads = self._symmetric(x, pads, -math.inf if op_name == "max_pool2d" else 0.0)
+                raise self._error(f"pads {pads} are {why} and count_include_pad=0 (the padding would be "
+                                  "averaged in)")
+        x, pads = self._symmetric(x, pads, -math.inf if op_name == "max_pool2d" else 0.0, limit)
         attrs_ir = {"kernel_size": tuple(kernel), "stride": tuple(strides), "padding": tuple(pads),
                     "ceil_mode": bool(attrs.get("ceil_mode", 0)), **extra}
         if op_name == "max_pool2d":
@@ -158,16 +163,16 @@ class LayerOps:
         return [self.emit(op_name, [x], attrs_ir, out=self.out(node))]
 
     @handles("MaxPool", ops=("max_pool2d", "pad"), since=8,
-             takes="2-D; kernel_shape, strides, dilations, pads (asymmetric too, without ceil_mode), auto_pad, "
-                   "ceil_mode; not storage_order=1 nor the indices output")
+             takes="2-D; kernel_shape, strides, dilations, pads (asymmetric or past half the kernel too, without "
+                   "ceil_mode), auto_pad, ceil_mode; not storage_order=1 nor the indices output")
     def _op_MaxPool(self, node, ins, attrs):
         if attrs.get("storage_order"):
             raise self._error("storage_order=1")
         return self._pool("max_pool2d", node, ins, attrs, {})
 
     @handles("AveragePool", ops=("avg_pool2d", "pad"), since=7,
-             takes="2-D; kernel_shape, strides, pads (asymmetric only with count_include_pad=1, without ceil_mode), "
-                   "auto_pad, ceil_mode, count_include_pad")
+             takes="2-D; kernel_shape, strides, pads (asymmetric or past half the kernel only with "
+                   "count_include_pad=1, without ceil_mode), auto_pad, ceil_mode, count_include_pad")
     def _op_AveragePool(self, node, ins, attrs):
         return self._pool("avg_pool2d", node, ins, attrs,
                           {"count_include_pad": bool(attrs.get("count_include_pad", 0))})
