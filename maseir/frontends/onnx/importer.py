@@ -23,7 +23,7 @@ from ...onnx_metadata import from_props
 from .dims import name_dims
 from .elementwise import ElementwiseOps
 from .flat import FlatViews
-from .handlers import HANDLERS
+from .handlers import HANDLERS, Handler
 from .layers import LayerOps
 from .recurrent import RecurrentOps
 from .reader import _DTYPES, InitializerReader, _attr_value
@@ -88,6 +88,9 @@ class _Importer(FlatViews, ElementwiseOps, LayerOps, ShapeOps, SpatialOps, Recur
         for i, node in enumerate(graph.node):
             domain = node.domain if node.domain not in ("", "ai.onnx") else ""
             handler = None if domain else HANDLERS.get(node.op_type)
+            if handler is None and not domain and hasattr(self, f"_op_{node.op_type}"):
+                # a handler not declared yet (tests/test_onnx_import_ops.py says so): from the op's first opset
+                handler = Handler(node.op_type, None, (), "")
             if handler is None:
                 key = f"{domain}::{node.op_type}" if domain else node.op_type
             elif self.opset < handler.first_opset:
