@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .handlers import declare, handles
+from .handlers import handles
 from .values import Const, _f32
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from ... import ops
 from ...errors import UnsupportedOpError
 from ...ir import DType, Sym
-from .handlers import declare, handles
+from .handlers import handles
 from .values import Const, Flat, Sizes, _python_scalar, _sizes
 
 _INT64_MAX = 2**63 - 1
