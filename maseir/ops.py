@@ -638,13 +638,34 @@ def _run_symbolic(op: OpDef, input_types, attrs, symbols: list[str], hints) -> l
             tensors = [None if t is None else torch.empty([size(d) for d in t.shape], dtype=getattr(torch, t.dtype))
                        for t in input_types]
             overload, args, kwargs = op.call_args(tensors, attrs, size)
-            out = overload(*args, **kwargs)
+            with _symbolic_kernels():
+                out = overload(*args, **kwargs)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        fixed = sorted(names[str(s)] for s, e in env.replacements.items() if str(s) in names and e.is_number)
+        if fixed:  # the kernel read a size as a number: its result holds only at the sentinels
+            raise RuntimeError(f"its kernel fixes {', '.join(fixed)} to the sizes it was run at")
         return [tuple(dim(s) for s in o.shape) for o in outs]
     except Exception as exc:
         raise TypeRuleError(f"{op.name}: a result dim is an expression of symbolic dims {symbols} that the "
                             f"type rule cannot determine ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
                             ) from None
+
+
+def _symbolic_kernels():
+    """A dispatch mode (for use under FakeTensorMode) that runs the ATen ops whose fake
+    kernel reads symbolic sizes as numbers, so that its result would hold only at the sizes
+    it ran at, as their Python references in ``torch._refs``, which keep them symbolic."""
+    import torch
+    import torch._refs
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    table = {torch.ops.aten.constant_pad_nd.default: torch._refs.constant_pad_nd}  # aten.pad's constant mode
+
+    class SymbolicKernels(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return table.get(func, func)(*args, **(kwargs or {}))
+
+    return SymbolicKernels()
 
 
 # --- documentation -------------------------------------------------------------
