@@ -94,11 +94,16 @@ def aten_schema_json(overload: str) -> list[dict]:
 
 @dataclass(frozen=True)
 class TensorArg:
-    """A tensor argument of an op: maps to a slot of ``Node.inputs``."""
+    """A tensor argument of an op: maps to a slot of ``Node.inputs``.
+
+    An ATen list argument of a fixed length (lstm's ``hx``: h0 and c0) takes one
+    slot per entry, named ``hx[0]``, ``hx[1]``, ...; ``group`` is then the ATen
+    argument (``hx``) the lowering passes them to as a list."""
 
     name: str
     optional: bool
     variadic: bool  # a list of tensors; takes every remaining input slot
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,7 @@ class OpDef:
     training_flag: str | None = None
     eval_overrides: dict[str, Any] = field(default_factory=dict)
     onnx: Callable | None = None  # ONNX lowering slot
+    list_lengths: dict[str, int] = field(default_factory=dict)  # fixed-length tensor lists (lstm's hx: 2)
     tensor_args: tuple[TensorArg, ...] = ()
     attrs: tuple[AttrSpec, ...] = ()
 
@@ -145,6 +151,9 @@ class OpDef:
             kind = arg.type
             if kind in ("Tensor", "Optional[Tensor]"):
                 tensors.append(TensorArg(arg.name, kind != "Tensor", False))
+            elif kind == "List[Tensor]" and arg.name in self.list_lengths:
+                tensors += [TensorArg(f"{arg.name}[{i}]", False, False, arg.name)
+                            for i in range(self.list_lengths[arg.name])]
             elif kind in ("List[Tensor]", "List[Optional[Tensor]]"):
                 tensors.append(TensorArg(arg.name, True, True))
             else:
@@ -188,7 +197,11 @@ class OpDef:
         slots: dict[str, Any] = {}
         fixed = [t for t in self.tensor_args if not t.variadic]
         for i, targ in enumerate(fixed):
-            slots[targ.name] = tensors[i] if i < len(tensors) else None
+            value = tensors[i] if i < len(tensors) else None
+            if targ.group is not None:
+                slots.setdefault(targ.group, []).append(value)
+            else:
+                slots[targ.name] = value
         variadic = [t for t in self.tensor_args if t.variadic]
         if variadic:
             slots[variadic[0].name] = list(tensors[len(fixed):])
@@ -207,9 +220,11 @@ class OpDef:
             if arg.name not in slots and arg.name in _DROPPED_VALUES and not arg.has_default:
                 slots[arg.name] = _DROPPED_VALUES[arg.name]
             if arg.name not in slots:
-                if arg.has_default or arg.type.startswith("Optional["):
+                if arg.has_default:
                     continue
-                raise ValueError(f"op {self.name}: missing argument {arg.name}")
+                if not arg.type.startswith("Optional["):
+                    raise ValueError(f"op {self.name}: missing argument {arg.name}")
+                slots[arg.name] = None  # optional but without a default (upsample's output_size)
             if arg.kwarg_only:
                 kwargs[arg.name] = slots[arg.name]
             elif len(args) == position:
@@ -351,6 +366,33 @@ register("cat", "cat.default", "concatenate along dim")
 register("arange", "arange.default", "0, 1, ..., end-1")
 register("new_ones", "new_ones.default", "a tensor of ones of size, dtype defaulting to self's")
 register("full", "full.default", "a tensor of size filled with fill_value")
+
+# Padding, resampling, transposed convolution and recurrent layers (what common
+# exporters write: Pad, Resize, ConvTranspose, HardSigmoid, negative-step Slice, LSTM, GRU)
+register("pad", "pad.default",
+         "self padded by pad (before, after) pairs from the last dim backwards; mode constant (fill value, "
+         "default 0), reflect, replicate or circular")
+register("upsample_nearest2d", "upsample_nearest2d.vec",
+         "nearest-neighbour resize of the last two dims to output_size or by scale_factors "
+         "(source index floor(dst / scale))")
+register("upsample_bilinear2d", "upsample_bilinear2d.vec",
+         "bilinear resize of the last two dims to output_size or by scale_factors (half-pixel centres, "
+         "or corner-aligned with align_corners)")
+register("conv_transpose2d", "conv_transpose2d.input",
+         "2-D transposed convolution (the gradient of conv2d with respect to its input); weight (in, out/groups, kh, kw)")
+register("hardsigmoid", "hardsigmoid.default", "clamp(x / 6 + 1/2, 0, 1)")
+register("flip", "flip.default", "self reversed along dims")
+register("zeros", "zeros.default", "a tensor of size filled with zeros")
+register("lstm", "lstm.input",
+         "multi-layer LSTM over input (seq, batch, in), or (batch, seq, in) with batch_first, from hx[0] = h0 and "
+         "hx[1] = c0 (layers*dirs, batch, hidden); params per layer and direction: w_ih, w_hh (4*hidden rows, "
+         "gates i, f, g, o), then b_ih, b_hh with has_biases; outputs (output, h_n, c_n); dropout between layers "
+         "in train() only", training_flag="train", list_lengths={"hx": 2})
+register("gru", "gru.input",
+         "multi-layer GRU over input (seq, batch, in), or (batch, seq, in) with batch_first, from hx "
+         "(layers*dirs, batch, hidden); params per layer and direction: w_ih, w_hh (3*hidden rows, gates r, z, n), "
+         "then b_ih, b_hh with has_biases; outputs (output, h_n); dropout between layers in train() only",
+         training_flag="train")
 
 
 # Ops the model families need (RoBERTa, GPT-2, Llama-shaped decoders, ViT, ResNet)
@@ -596,13 +638,34 @@ def _run_symbolic(op: OpDef, input_types, attrs, symbols: list[str], hints) -> l
             tensors = [None if t is None else torch.empty([size(d) for d in t.shape], dtype=getattr(torch, t.dtype))
                        for t in input_types]
             overload, args, kwargs = op.call_args(tensors, attrs, size)
-            out = overload(*args, **kwargs)
+            with _symbolic_kernels():
+                out = overload(*args, **kwargs)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        fixed = sorted(names[str(s)] for s, e in env.replacements.items() if str(s) in names and e.is_number)
+        if fixed:  # the kernel read a size as a number: its result holds only at the sentinels
+            raise RuntimeError(f"its kernel fixes {', '.join(fixed)} to the sizes it was run at")
         return [tuple(dim(s) for s in o.shape) for o in outs]
     except Exception as exc:
         raise TypeRuleError(f"{op.name}: a result dim is an expression of symbolic dims {symbols} that the "
                             f"type rule cannot determine ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
                             ) from None
+
+
+def _symbolic_kernels():
+    """A dispatch mode (for use under FakeTensorMode) that runs the ATen ops whose fake
+    kernel reads symbolic sizes as numbers, so that its result would hold only at the sizes
+    it ran at, as their Python references in ``torch._refs``, which keep them symbolic."""
+    import torch
+    import torch._refs
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    table = {torch.ops.aten.constant_pad_nd.default: torch._refs.constant_pad_nd}  # aten.pad's constant mode
+
+    class SymbolicKernels(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return table.get(func, func)(*args, **(kwargs or {}))
+
+    return SymbolicKernels()
 
 
 # --- documentation -------------------------------------------------------------

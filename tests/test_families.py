@@ -3,8 +3,8 @@
 Each is a tiny random config folder exported the way a user does it (`maseir export FOLDER
 --random-init --task TASK`, once per session), checked against the Python API, against
 transformers eager and ONNX Runtime over several batch sizes and lengths with padded rows, and
-through `remove dropout`. GPT-2's symbolic export waits for symbolic size expressions (its Conv1D
-reshapes to batch*seq); at fixed sizes it is checked the same way through the Python API.
+through `remove dropout`. GPT-2 (whose Conv1D reshapes to batch*seq, a size expression) is checked
+the same way with symbolic sizes, and at fixed sizes through the Python API.
 """
 
 import contextlib
@@ -23,7 +23,6 @@ from maseir.cli.main import main
 from maseir.errors import InputError, MaseIRError
 from maseir.frontends.onnx import import_model
 
-NEEDS_EXPRESSIONS = pytest.mark.xfail(strict=True, reason="needs symbolic size expressions (branch symexpr)")
 TOLERANCE = 1e-4
 TEXT_SHAPES = [(1, 1), (2, 16), (3, 9), (5, 37)]  # 3 and 5 rows end with a row that is all padding
 IMAGE_BATCHES = [1, 2, 5]
@@ -205,30 +204,34 @@ def test_gpt2_without_pad_token_says_what_to_set():
     assert "pytree" not in message and "Cannot handle batch sizes" not in message
 
 
-@NEEDS_EXPRESSIONS
 @pytest.mark.parametrize("task", ["sequence-classification", "causal-lm"])
 def test_gpt2_exports_with_symbolic_sizes(folders, tmp_path, task):
     path = tmp_path / "gpt2.mir"
     assert main(["export", str(folders["gpt2"]), "--random-init", "--task", task, "-o", str(path)]) == 0
     graph = maseir.load(path)
+    assert maseir.check(graph) == [] and [v.type.shape for v in graph.inputs] == [("batch", "seq")] * 2
     worst_torch, worst_ort = _agreement(graph, reference_model(folders["gpt2"], task), "gpt2", TEXT_SHAPES)
-    assert worst_torch <= TOLERANCE and worst_ort <= TOLERANCE
+    assert worst_torch <= TOLERANCE and worst_ort <= TOLERANCE, (worst_torch, worst_ort)
 
 
-def test_gpt2_symbolic_export_names_the_missing_expression(folders, tmp_path, capsys):
-    """Until size expressions land, the one error line names the size in the graph's own dim names."""
-    assert main(["export", str(folders["gpt2"]), "--random-init", "-o", str(tmp_path / "g.mir")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "size batch*seq is an expression of the input sizes" in err
-
-
-@pytest.mark.xfail(strict=True, reason="needs symbolic size expressions (branch symexpr) and aten.pad in the registry")
 def test_causal_lm_loss_with_labels(folders):
-    """transformers' causal-lm loss pads the labels with -100 (aten.pad) and flattens the logits to
-    [batch*seq, vocab]."""
+    """transformers' causal-lm loss pads the labels with -100 (aten.pad, to seq+1) and flattens the logits
+    to [batch*seq, vocab]; the loss and the logits agree with eager in both lowerings."""
     graph = maseir.export_pretrained(str(folders["llama"]), task="causal-lm", random_init=True,
                                      inputs=("input_ids", "attention_mask", "labels"))
-    assert graph.outputs == ["loss", "logits"]
+    assert graph.outputs == ["loss", "logits"] and maseir.check(graph) == []
+    model = reference_model(folders["llama"], "causal-lm")
+    lowered, runner = maseir.to_torch(graph), maseir.ort_session(graph)
+    for batch, seq in [(1, 2), (2, 16), (5, 37)]:
+        ids, mask = text_inputs(batch, seq)
+        labels = ids.masked_fill(mask == 0, -100)  # no loss on the padding
+        with torch.no_grad():
+            expected = model(input_ids=ids, attention_mask=mask, labels=labels)
+            loss, logits = lowered(ids, mask, labels)
+        ort_loss, ort_logits = runner(ids, mask, labels)
+        for got_loss, got_logits in ((loss.numpy(), logits.numpy()), (ort_loss, ort_logits)):
+            assert abs(float(got_loss) - float(expected.loss)) <= TOLERANCE
+            assert np.abs(got_logits - expected.logits.numpy()).max() <= TOLERANCE
 
 
 # --- export never shows torch's internals -------------------------------------------------------------

@@ -187,6 +187,11 @@ def _infer(op, shapes, attrs, dtype="float32"):
     ("full", [], {"size": (parse("seq//64"),), "fill_value": 0.0}, ("seq//64",)),  # 0 at both sentinel sets
     ("add", [("batch*seq", 4), ("batch*seq", 4)], {}, ("batch*seq", 4)),
     ("matmul", [(parse("2*batch"), "seq", 8), (parse("2*batch"), 8, "seq")], {}, ("2*batch", "seq", "seq")),
+    # constant_pad_nd's fake kernel fixes seq at the size it runs at; the type rule runs torch's reference
+    ("pad", [("batch", "seq")], {"pad": (0, 1), "value": -100.0}, ("batch", "seq+1")),
+    ("pad", [("batch", 3, "seq")], {"pad": (2, 1), "mode": "reflect"}, ("batch", 3, "seq+3")),
+    ("conv_transpose2d", [("batch", 4, "seq", "seq"), (4, 2, 3, 3)], {"stride": (2, 2), "padding": (1, 1)},
+     ("batch", 2, "2*seq-1", "2*seq-1")),
 ])
 def test_type_rules_give_size_expressions(op, shapes, attrs, want):
     shapes = [tuple(parse(d) if isinstance(d, str) else d for d in s) for s in shapes]
@@ -197,6 +202,12 @@ def test_type_rules_give_size_expressions(op, shapes, attrs, want):
 def test_literal_sizes_stay_literal():
     (shape,) = _infer("reshape", [("batch", "seq", 16)], {"shape": ("batch", "seq", 4, 4)})
     assert shape == ("batch", "seq", 4, 4)
+
+
+def test_a_kernel_that_fixes_a_symbolic_size_is_refused_not_taken_as_literal():
+    """upsample by a float scale reads the sizes as numbers: its result at the sentinels is no dim."""
+    with pytest.raises(ops.TypeRuleError, match="upsample_nearest2d: .*its kernel fixes batch, h, w to the sizes"):
+        _infer("upsample_nearest2d", [("batch", 3, "h", "w")], {"scale_factors": (2.0, 2.0)})
 
 
 def test_sizes_that_never_fit_are_refused_with_atens_message():

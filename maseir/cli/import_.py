@@ -21,11 +21,18 @@ def add_parser(sub) -> None:
                     "has no equivalent for is an error that lists the op and its nodes.",
         epilog="examples:\n"
                "  maseir import bert.onnx -o bert.mir\n"
-               "  maseir import bert.onnx -o bert.mir --json",
+               "  maseir import bert.onnx -o bert.mir --json\n"
+               "  maseir import legacy.onnx -o m.mir --dim-names s0=batch,input_ids:1=seq\n"
+               "the ops and opsets it takes: spec/onnx-import.md",
 )
     p.add_argument("model", metavar="MODEL", help="the .onnx file")
     p.add_argument("-o", "--output", required=True,
                    help="the .mir file to write (a FIFO or '-' for standard output are written through)")
+    p.add_argument("--dim-names", metavar="OLD=NEW,...", action="append", default=[],
+                   help="name symbolic dims by hand: OLD is a dim_param of the file or INPUT:AXIS (e.g. "
+                        "input_ids:1=seq); by default generated names (s17, input_ids_dynamic_axes_1, none) "
+                        "are named after their axis (batch, seq, height, width) and batch_size, "
+                        "sequence_length, ... become batch and seq")
     add_external_data_threshold(p, keeps_input_layout=True)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--force", action="store_true",
@@ -34,16 +41,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..frontends.onnx import external_data_threshold, import_model, read_model
+    from ..frontends.onnx import external_data_threshold, import_model, parse_dim_names, read_model
     from ..validate import check
 
+    dim_names = {}
+    for text in args.dim_names:
+        dim_names.update(parse_dim_names(text))
     output = check_output(args.output, args.model, kind="mir", force=args.force,
                           side_file=args.external_data_threshold is not None)
     start = time.perf_counter()
     model = read_model(Path(args.model))
     threshold = output_threshold(args.external_data_threshold, None, output,  # keeps the input's layout
                                  inherited=external_data_threshold(model))
-    graph = import_model(model, Path(args.model))
+    graph = import_model(model, Path(args.model), dim_names)
     problems = check(graph, checksums=False)
     if problems:  # e.g. two ONNX nodes writing one value: the file is malformed
         raise MaseIRError(f"{args.model}: the imported graph is invalid: {problems[0]}")

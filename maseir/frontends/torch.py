@@ -397,8 +397,13 @@ class _Converter:
     def _operands(self, op: ops.OpDef, named: dict[str, Any], scope: str):
         inputs: list[str] = []
         attrs: dict[str, Any] = {}
+        lists: dict[str, list] = {}  # fixed-length tensor lists, one slot per entry (lstm's hx)
         for targ in op.tensor_args:
-            value = named.pop(targ.name, None)
+            if targ.group is not None:
+                entries = lists.setdefault(targ.group, list(named.pop(targ.group, None) or []))
+                value = entries.pop(0) if entries else None
+            else:
+                value = named.pop(targ.name, None)
             if targ.variadic:
                 inputs.extend("" if v is None else self.env[v] for v in (value or []))
             elif isinstance(value, torch.fx.Node):
@@ -408,6 +413,9 @@ class _Converter:
             else:  # a constant in a tensor slot: stored as an attribute
                 inputs.append("")
                 attrs[targ.name] = self._attr(value, op, targ.name)
+        if any(lists.values()):
+            raise UnsupportedOpError(f"op {op.name} in module '{scope or '<root>'}': more tensors in "
+                                     f"{', '.join(k for k, v in lists.items() if v)} than it takes")
         while inputs and inputs[-1] == "" and not any(t.variadic for t in op.tensor_args):
             inputs.pop()
         for spec in op.attrs:

@@ -8,6 +8,7 @@ import numpy as np
 from ... import ops, symbolic
 from ...ir import DType, Value, attr_dim, dim_attr
 from .reader import _DTYPES, _numpy_dtype
+from .handlers import declare, handles
 from .values import Const, Sizes, _f32, _is_scalar, _python_scalar, _sizes
 
 
@@ -20,15 +21,19 @@ class ElementwiseOps:
             return [self.const(fold(x.array), node.output[0])]
         return [self.emit(op_name, [x], attrs or {}, out=self.out(node))]
 
+    @handles("Gelu", ops=("gelu",), takes="approximate")
     def _op_Gelu(self, node, ins, attrs):
         return self._unary("gelu", node, ins, {"approximate": attrs.get("approximate", "none")})
 
+    @handles("LeakyRelu", ops=("leaky_relu",), since=6, takes="alpha")
     def _op_LeakyRelu(self, node, ins, attrs):
         return self._unary("leaky_relu", node, ins, {"negative_slope": _f32(attrs.get("alpha", 0.01))})
 
+    @handles("Softmax", ops=("softmax",), takes="axis (before opset 13 only the last axis)")
     def _op_Softmax(self, node, ins, attrs):
         return self._softmax("softmax", node, ins, attrs)
 
+    @handles("LogSoftmax", ops=("log_softmax",), takes="axis (before opset 13 only the last axis)")
     def _op_LogSoftmax(self, node, ins, attrs):
         return self._softmax("log_softmax", node, ins, attrs)
 
@@ -39,9 +44,12 @@ class ElementwiseOps:
             raise self._error("before opset 13 Softmax flattens to 2-D; only the last axis is supported")
         return [self.emit(op_name, [ins[0]], {"dim": axis}, out=self.out(node))]
 
+    @handles("Identity", ops=(), takes="-")
     def _op_Identity(self, node, ins, attrs):
         return [ins[0]]
 
+    @handles("Dropout", ops=("dropout",), since=7,
+             takes="ratio (attribute, then a constant input); not training mode, not the mask output")
     def _op_Dropout(self, node, ins, attrs):
         if len(node.output) > 1 and node.output[1]:
             raise self._error("its mask output is used")
@@ -52,9 +60,11 @@ class ElementwiseOps:
             raise self._error("runs in training mode")
         return [self.emit("dropout", [ins[0]], {"p": _f32(ratio)}, out=self.out(node))]
 
+    @handles("Cast", ops=("to",), since=6, takes="to")
     def _op_Cast(self, node, ins, attrs):
         return self._cast(node, ins[0], _DTYPES.get(attrs["to"]))
 
+    @handles("CastLike", ops=("to",), takes="-")
     def _op_CastLike(self, node, ins, attrs):
         return self._cast(node, ins[0], self.type_of(ins[1]).dtype)
 
@@ -215,6 +225,7 @@ class ElementwiseOps:
     _op_Sub = _op_Mul = _op_Div = _op_Pow = _op_Equal = _op_Greater = _op_Less = _op_Add
     _op_GreaterOrEqual = _op_LessOrEqual = _op_And = _op_Or = _op_Add
 
+    @handles("Max", ops=("maximum",), since=8, takes="any number of inputs")
     def _op_Max(self, node, ins, attrs):
         """Max/Min of any number of inputs: a chain of pairs, the last one named after the node."""
         result = ins[0]
@@ -223,7 +234,20 @@ class ElementwiseOps:
         return self._binary(node, result, ins[-1]) if len(ins) > 1 else [result]
 
     _op_Min = _op_Max
+    declare("Min", ops=("minimum",), since=8, takes="any number of inputs")
 
+    @handles("HardSigmoid", ops=("hardsigmoid", "mul", "add", "clamp"), since=6,
+             takes="alpha, beta (1/6 and 1/2 are ATen's hardsigmoid; others become mul, add, clamp)")
+    def _op_HardSigmoid(self, node, ins, attrs):
+        alpha, beta = _f32(attrs.get("alpha", 0.2)), _f32(attrs.get("beta", 0.5))
+        x = ins[0]
+        if alpha == _f32(1 / 6) and beta == 0.5:
+            return [self.emit("hardsigmoid", [x], {}, out=self.out(node))]
+        scaled = self.emit("mul", [x], {"other": alpha})
+        shifted = self.emit("add", [scaled], {"other": beta})
+        return [self.emit("clamp", [shifted], {"min": 0.0, "max": 1.0}, out=self.out(node))]
+
+    @handles("Where", ops=("where",), takes="-")
     def _op_Where(self, node, ins, attrs):
         cond, a, b = ins
         if isinstance(cond, Const) and isinstance(a, (Const, Sizes)) and isinstance(b, (Const, Sizes)):
@@ -236,6 +260,7 @@ class ElementwiseOps:
             return [_sizes(pick, cond.array.ndim == 0 and _is_scalar(a) and _is_scalar(b))]
         return [self.emit("where", [cond, a, b], {}, out=self.out(node))]
 
+    @handles("Clip", ops=("clamp",), since=6, takes="min, max (attributes before opset 11, then constant inputs)")
     def _op_Clip(self, node, ins, attrs):
         if self.opset < 11:
             low, high = attrs.get("min"), attrs.get("max")
@@ -282,14 +307,23 @@ def _unary_handler(op_name, fold):
 
 for _onnx_op, (_op_name, _fold) in _UNARY.items():
     setattr(ElementwiseOps, f"_op_{_onnx_op}", _unary_handler(_op_name, _fold))
+    declare(_onnx_op, ops=(_op_name,), takes="-")
+
+for _onnx_op, (_op_name, _fold, _commutative) in ElementwiseOps._ARITHMETIC.items():
+    if _onnx_op not in ("Max", "Min"):  # declared with their handler
+        declare(_onnx_op, ops=(_op_name, "to") if _onnx_op == "Div" else (_op_name,), since=7,
+                takes="numpy broadcasting; a one-element constant operand becomes ATen's Scalar argument"
+                + ("; integer division truncates, as in ONNX" if _onnx_op == "Div" else ""))
 
 
 # --- the model families' ops: rotary embeddings (Cos, Sin), position ids (CumSum), last-token pooling
 # (ArgMax) -----------------------------------------------------------------------------------------
 for _onnx_op, (_op_name, _fold) in {"Cos": ("cos", np.cos), "Sin": ("sin", np.sin)}.items():
     setattr(ElementwiseOps, f"_op_{_onnx_op}", _unary_handler(_op_name, _fold))
+    declare(_onnx_op, ops=(_op_name,), takes="-")
 
 
+@handles("CumSum", ops=("cumsum",), takes="a constant axis; not exclusive=1 nor reverse=1")
 def _op_CumSum(self, node, ins, attrs):
     """CumSum along a constant axis, in the input's dtype (ATen's cumsum sums narrower integers as
     int64 unless told the dtype, so they are told)."""
@@ -306,6 +340,7 @@ def _op_CumSum(self, node, ins, attrs):
     return [self.emit("cumsum", [x], {"dim": axis, **extra}, out=self.out(node))]
 
 
+@handles("ArgMax", ops=("argmax",), takes="axis, keepdims; not select_last_index=1")
 def _op_ArgMax(self, node, ins, attrs):
     """ArgMax taking the first maximum (ATen's argmax; select_last_index=1 is refused)."""
     if attrs.get("select_last_index"):

@@ -10,7 +10,6 @@ mixins the importer inherits.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +20,31 @@ from ... import ops
 from ...errors import FileFormatError, UnsupportedOpError
 from ...ir import DType, Graph, Node, Tensor, TensorType, Value, default_format, dim_attr, unique_name
 from ...onnx_metadata import from_props
+from .dims import name_dims
 from .elementwise import ElementwiseOps
+from .handlers import HANDLERS, Handler
 from .layers import LayerOps
+from .recurrent import RecurrentOps
 from .reader import _DTYPES, InitializerReader, _attr_value
 from .shapes import ShapeOps
+from .spatial import SpatialOps
 from .values import Const, Sizes, _python_scalar
 
 
-class _Importer(ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
-    def __init__(self, model: onnx.ModelProto, path: Path):
+class _Importer(ElementwiseOps, LayerOps, ShapeOps, SpatialOps, RecurrentOps, InitializerReader):
+    def __init__(self, model: onnx.ModelProto, path: Path, dim_names: dict[str, str] | None = None):
         self.model = model
         self.path = path
+        self.dim_names = dim_names or {}
+        self.axis_names: dict[tuple[str, int], str] = {}  # (input, axis) -> dim name (see dims)
+        self.recurrent_layers: dict[str, int] = {}  # scope -> LSTM/GRU layers seen (their param names)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
         self.values: dict[str, Any] = {}       # ONNX value -> IR value name | Const | Sizes
         self.types: dict[str, TensorType] = {}  # IR value -> type
         self.nodes: list[Node] = []
         self.params: dict[str, Tensor] = {}
         self.param_of: dict[int, str] = {}      # id(Const) -> param name
+        self.made_params: list[Const] = []      # the Consts param_of names: kept alive so no id is reused
         self.taken: set[str] = set()            # value and param names
         self.node_names: set[str] = set()
         self.dims: dict[str, tuple[str, int]] = {}
@@ -65,6 +72,8 @@ class _Importer(ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
                     if node.op_type == "MatMul" and slot == 1 and name not in outputs:
                         self.matmul_weight_uses[name] = self.matmul_weight_uses.get(name, 0) + 1
         initializers = {t.name for t in graph.initializer}
+        self.axis_names = name_dims(graph, initializers, self.dim_names, str(self.path),
+                                    keep=self.model.producer_name == "maseir")
         for tensor in graph.initializer:
             self.values[tensor.name] = self._initializer(tensor)
             self.taken.add(tensor.name)
@@ -77,16 +86,25 @@ class _Importer(ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
         return self._finish(outputs)
 
     def _check_ops(self, graph) -> None:
+        """Every node's op is in the table of handlers (``handlers.HANDLERS``) at the file's opset."""
         unsupported: dict[str, list[str]] = {}
         for i, node in enumerate(graph.node):
             domain = node.domain if node.domain not in ("", "ai.onnx") else ""
-            if domain or not hasattr(self, f"_op_{node.op_type}"):
+            handler = None if domain else HANDLERS.get(node.op_type)
+            if handler is None and not domain and hasattr(self, f"_op_{node.op_type}"):
+                # a handler not declared yet (tests/test_onnx_import_ops.py says so): from the op's first opset
+                handler = Handler(node.op_type, None, (), "")
+            if handler is None:
                 key = f"{domain}::{node.op_type}" if domain else node.op_type
-                unsupported.setdefault(key, []).append(node.name or f"#{i}")
+            elif self.opset < handler.first_opset:
+                key = f"{node.op_type} before opset {handler.first_opset} (the file's opset is {self.opset})"
+            else:
+                continue
+            unsupported.setdefault(key, []).append(node.name or f"#{i}")
         if unsupported:
             listed = "; ".join(f"{op} (nodes {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
                                for op, names in sorted(unsupported.items()))
-            raise UnsupportedOpError(f"{self.path}: unsupported ONNX ops: {listed}")
+            raise UnsupportedOpError(f"{self.path}: unsupported ONNX ops: {listed} (see spec/onnx-import.md)")
 
     def _input(self, value: onnx.ValueInfoProto) -> None:
         tt = value.type.tensor_type
@@ -100,7 +118,7 @@ class _Importer(ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
             if dim.HasField("dim_value") and dim.dim_value > 0:
                 shape.append(int(dim.dim_value))
                 continue
-            name = _dim_name(dim.dim_param) if dim.dim_param else f"{value.name}_dim{axis}"
+            name = self.axis_names[(value.name, axis)]
             self.dims.setdefault(name, (value.name, axis))
             shape.append(name)
         dtype = _DTYPES[tt.elem_type]
@@ -199,6 +217,7 @@ class _Importer(ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
                 self.params[name] = Tensor(name, type_, array.tobytes(), trainable=value.weight)
                 self.types[name] = type_
                 self.param_of[key] = name
+                self.made_params.append(value)
             return self.param_of[key]
         if isinstance(value, Sizes):
             parts = [self.emit("full", [], {"size": () if value.scalar else (1,),
@@ -212,6 +231,13 @@ class _Importer(ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
     def emit(self, op_name: str, inputs: list, attrs: dict, out: str | None = None) -> str:
         """Append an IR node. With ``out`` (an ONNX output name) the node is the one
         the ONNX node becomes and takes its names; otherwise it is a helper."""
+        return self.emit_outputs(op_name, inputs, attrs, [out], helper=out is None)[0]
+
+    def emit_outputs(self, op_name: str, inputs: list, attrs: dict, outs: list[str | None],
+                     helper: bool = False) -> list[str]:
+        """Append an IR node of an op with ``len(outs)`` outputs (lstm: output, h_n,
+        c_n); output ``i`` takes the ONNX name ``outs[i]`` where given. The node is
+        named after the ONNX node, or (``helper``) ``<onnx node>/<op>``."""
         op = ops.get(op_name)
         names = ["" if v is None else self.tensor(v) for v in inputs]
         if not any(t.variadic for t in op.tensor_args):
@@ -219,19 +245,30 @@ class _Importer(ElementwiseOps, LayerOps, ShapeOps, InitializerReader):
                 names.pop()
         attrs = _canonical(op, attrs)
         try:
-            (out_type,) = ops.infer_types(op, [self.types[n] if n else None for n in names], attrs)
+            out_types = ops.infer_types(op, [self.types[n] if n else None for n in names], attrs)
         except ops.TypeRuleError as exc:
             raise self._error(str(exc)) from None
-        if out is not None:
-            node_name = self._fresh_node(self.cur_name)
-            value_name = out if out not in self.taken else self._fresh(out)
-            self.taken.add(value_name)
-        else:
-            node_name = value_name = self._fresh(f"{self.cur_name}/{op_name}", nodes=True)
+        if len(out_types) != len(outs):
+            raise self._error(f"{op_name} gives {len(out_types)} outputs, {len(outs)} expected")
+        if helper:
+            node_name = self._fresh(f"{self.cur_name}/{op_name}", nodes=True)
             self.node_names.add(node_name)
-        self.nodes.append(Node(node_name, op_name, names, [Value(value_name, out_type)], attrs, self.cur_scope))
-        self.types[value_name] = out_type
-        return value_name
+        else:
+            node_name = self._fresh_node(self.cur_name)
+        values = []
+        for i, out in enumerate(outs):
+            if helper and len(outs) == 1:
+                value_name = node_name
+            elif out:
+                value_name = out if out not in self.taken else self._fresh(out)
+            else:
+                value_name = self._fresh(f"{node_name}.{i}" if len(outs) > 1 else node_name)
+            self.taken.add(value_name)
+            values.append(value_name)
+        self.nodes.append(Node(node_name, op_name, names, [Value(v, t) for v, t in zip(values, out_types)], attrs,
+                               self.cur_scope))
+        self.types.update(zip(values, out_types))
+        return values
 
     def type_of(self, value) -> TensorType:
         if isinstance(value, str):
@@ -285,11 +322,6 @@ def _canonical(op: ops.OpDef, attrs: dict) -> dict:
                 continue
         out[name] = value
     return dict(sorted(out.items()))
-
-
-def _dim_name(name: str) -> str:
-    cleaned = re.sub(r"[^0-9A-Za-z_]", "_", name.strip())
-    return cleaned if cleaned and not cleaned[0].isdigit() else f"d_{cleaned}"
 
 
 def _scope(node: onnx.NodeProto) -> str:

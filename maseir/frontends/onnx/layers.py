@@ -7,12 +7,16 @@ import math
 
 import numpy as np
 
+from .handlers import handles
 from .values import Const, _f32
 
 
 class LayerOps:
     """Mixed into the importer: the ``_op_<OpType>`` handlers of layers."""
 
+    @handles("MatMul", ops=("matmul", "linear"),
+             takes="MatMul by a 2-D initializer only MatMuls read (W^T, [in, out]) or by Transpose(W) of a "
+                   "constant, and the Add of a 1-D constant after it, is a linear layer")
     def _op_MatMul(self, node, ins, attrs):
         a, b = ins
         if isinstance(a, Const) and isinstance(b, Const):
@@ -44,6 +48,8 @@ class LayerOps:
         b.transposed = Const(np.ascontiguousarray(b.array.T), b.name, weight=True)
         return b.transposed
 
+    @handles("Gemm", ops=("linear", "matmul", "add", "mul", "transpose"), since=7,
+             takes="alpha, beta, transA, transB")
     def _op_Gemm(self, node, ins, attrs):
         a, b = ins[0], ins[1]
         c = ins[2] if len(ins) > 2 else None
@@ -69,6 +75,8 @@ class LayerOps:
             c = self.emit("mul", [c], {"other": beta})
         return [self.emit("add", [product, c], {}, out=self.out(node))]
 
+    @handles("Conv", ops=("conv2d", "pad"),
+             takes="2-D; kernel_shape, strides, dilations, group, pads (asymmetric too), auto_pad")
     def _op_Conv(self, node, ins, attrs):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
@@ -77,28 +85,41 @@ class LayerOps:
         kernel = list(self.type_of(w).shape[2:])
         strides = list(attrs.get("strides", [1, 1]))
         dilations = list(attrs.get("dilations", [1, 1]))
-        pads = self._pads(x, attrs, kernel, strides, dilations)
+        x, pads = self._symmetric(x, self._pads(x, attrs, kernel, strides, dilations), 0.0)
         return [self.emit("conv2d", [x, w, b], {"stride": tuple(strides), "padding": tuple(pads),
                                                 "dilation": tuple(dilations), "groups": attrs.get("group", 1)},
                           out=self.out(node))]
 
     def _pads(self, x, attrs, kernel, strides, dilations) -> list[int]:
+        """ONNX pads [top, left, bottom, right] from ``pads`` or ``auto_pad``."""
         auto = attrs.get("auto_pad", "NOTSET")
         if auto in ("NOTSET", "VALID"):
-            pads = list(attrs.get("pads", [0] * 4)) if auto == "NOTSET" else [0] * 4
-        else:
-            sizes = self.type_of(x).shape[-2:]
-            if not all(isinstance(s, int) for s in sizes):
-                raise self._error(f"auto_pad={auto} over symbolic spatial sizes")
-            pads = [0] * 4
-            for i, (size, k, s, d) in enumerate(zip(sizes, kernel, strides, dilations)):
-                total = max(0, (math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size)
-                small, large = total // 2, total - total // 2
-                pads[i], pads[i + 2] = (small, large) if auto == "SAME_UPPER" else (large, small)
-        if pads[:2] != pads[2:]:
-            raise self._error(f"pads {pads} are not symmetric, which ATen's ops need")
-        return pads[:2]
+            return list(attrs.get("pads", [0] * 4)) if auto == "NOTSET" else [0] * 4
+        sizes = self.type_of(x).shape[-2:]
+        if not all(isinstance(s, int) for s in sizes):
+            raise self._error(f"auto_pad={auto} over symbolic spatial sizes")
+        pads = [0] * 4
+        for i, (size, k, s, d) in enumerate(zip(sizes, kernel, strides, dilations)):
+            total = max(0, (math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size)
+            small, large = total // 2, total - total // 2
+            pads[i], pads[i + 2] = (small, large) if auto == "SAME_UPPER" else (large, small)
+        return pads
 
+    def _symmetric(self, x, pads: list[int], value: float, limit: list[int] | None = None):
+        """(x, [pad_h, pad_w]): ATen's convolutions and pools pad both sides alike (pools by at
+        most ``limit``, half the effective kernel), so the part of ONNX ``pads`` beyond that is
+        a ``pad`` node (filled with ``value``) first."""
+        both = [min(pads[0], pads[2]), min(pads[1], pads[3])]
+        if limit is not None:
+            both = [min(b, m) for b, m in zip(both, limit)]
+        extra = [p - both[i % 2] for i, p in enumerate(pads)]
+        if any(extra):
+            if any(p < 0 for p in pads):
+                raise self._error(f"negative pads {pads}")
+            x = self.emit("pad", [x], {"pad": (extra[1], extra[3], extra[0], extra[2]), "value": value})
+        return x, both
+
+    @handles("BatchNormalization", ops=("batch_norm",), since=7, takes="epsilon, momentum; inference mode only")
     def _op_BatchNormalization(self, node, ins, attrs):
         if attrs.get("training_mode") or (len(node.output) > 1 and any(node.output[1:])):
             raise self._error("runs in training mode")
@@ -108,6 +129,8 @@ class LayerOps:
                           {"momentum": _f32(momentum), "eps": _f32(attrs.get("epsilon", 1e-5))},
                           out=self.out(node))]
 
+    @handles("LayerNormalization", ops=("layer_norm",),
+             takes="axis, epsilon; static normalised dims; not the mean and inverse-deviation outputs")
     def _op_LayerNormalization(self, node, ins, attrs):
         if len(node.output) > 1 and any(node.output[1:]):
             raise self._error("its mean and inverse-deviation outputs are used")
@@ -122,6 +145,8 @@ class LayerOps:
                           {"normalized_shape": normalized, "eps": _f32(attrs.get("epsilon", 1e-5))},
                           out=self.out(node))]
 
+    @handles("SoftmaxCrossEntropyLoss", ops=("cross_entropy",),
+             takes="reduction, ignore_index; not the log-probability output")
     def _op_SoftmaxCrossEntropyLoss(self, node, ins, attrs):
         if len(node.output) > 1 and node.output[1]:
             raise self._error("its log-probability output is used")
@@ -141,6 +166,15 @@ class LayerOps:
         strides = list(attrs.get("strides", [1, 1]))
         dilations = list(attrs.get("dilations", [1, 1]))
         pads = self._pads(x, attrs, kernel, strides, dilations)
+        limit = [((k - 1) * d + 1) // 2 for k, d in zip(kernel, dilations)]  # ATen's most padding
+        if pads[:2] != pads[2:] or any(p > m for p, m in zip(pads, limit + limit)):
+            why = "not symmetric" if pads[:2] != pads[2:] else "more than half the kernel"
+            if attrs.get("ceil_mode"):
+                raise self._error(f"pads {pads} are {why} and ceil_mode is set")
+            if op_name == "avg_pool2d" and not extra["count_include_pad"]:
+                raise self._error(f"pads {pads} are {why} and count_include_pad=0 (the padding would be "
+                                  "averaged in)")
+        x, pads = self._symmetric(x, pads, -math.inf if op_name == "max_pool2d" else 0.0, limit)
         attrs_ir = {"kernel_size": tuple(kernel), "stride": tuple(strides), "padding": tuple(pads),
                     "ceil_mode": bool(attrs.get("ceil_mode", 0)), **extra}
         if op_name == "max_pool2d":
@@ -149,15 +183,22 @@ class LayerOps:
             raise self._error("average pooling with dilation")
         return [self.emit(op_name, [x], attrs_ir, out=self.out(node))]
 
+    @handles("MaxPool", ops=("max_pool2d", "pad"), since=8,
+             takes="2-D; kernel_shape, strides, dilations, pads (asymmetric or past half the kernel too, without "
+                   "ceil_mode), auto_pad, ceil_mode; not storage_order=1 nor the indices output")
     def _op_MaxPool(self, node, ins, attrs):
         if attrs.get("storage_order"):
             raise self._error("storage_order=1")
         return self._pool("max_pool2d", node, ins, attrs, {})
 
+    @handles("AveragePool", ops=("avg_pool2d", "pad"), since=7,
+             takes="2-D; kernel_shape, strides, pads (asymmetric or past half the kernel only with "
+                   "count_include_pad=1, without ceil_mode), auto_pad, ceil_mode, count_include_pad")
     def _op_AveragePool(self, node, ins, attrs):
         return self._pool("avg_pool2d", node, ins, attrs,
                           {"count_include_pad": bool(attrs.get("count_include_pad", 0))})
 
+    @handles("GlobalAveragePool", ops=("adaptive_avg_pool2d", "mean"), takes="-")
     def _op_GlobalAveragePool(self, node, ins, attrs):
         x = ins[0]
         rank = self.rank(x)
@@ -179,8 +220,12 @@ class LayerOps:
         return [self.emit(op_name, [x], {"dim": tuple(int(a) for a in axes), "keepdim": keep},
                           out=self.out(node))]
 
+    @handles("ReduceMean", ops=("mean",),
+             takes="axes (attribute before opset 18, then a constant input), keepdims, noop_with_empty_axes")
     def _op_ReduceMean(self, node, ins, attrs):
         return self._reduce("mean", node, ins, attrs)
 
+    @handles("ReduceSum", ops=("sum",),
+             takes="axes (attribute before opset 13, then a constant input), keepdims, noop_with_empty_axes")
     def _op_ReduceSum(self, node, ins, attrs):
         return self._reduce("sum", node, ins, attrs)

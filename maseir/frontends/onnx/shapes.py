@@ -9,6 +9,7 @@ import numpy as np
 
 from ... import ops, symbolic
 from ...ir import DType, dim_attr
+from .handlers import handles
 from .values import Const, Sizes, _python_scalar, _sizes
 
 _INT64_MAX = 2**63 - 1
@@ -17,15 +18,18 @@ _INT64_MAX = 2**63 - 1
 class ShapeOps:
     """Mixed into the importer: the ``_op_<OpType>`` handlers of shape and indexing ops."""
 
+    @handles("Shape", ops=(), takes="start, end (opset 15); a size vector folded into the ops that read it")
     def _op_Shape(self, node, ins, attrs):
         x = ins[0]
         shape = self.type_of(x).shape
         start, end = _shape_range(attrs, len(shape))
         return [_sizes(shape[start:end])]
 
+    @handles("Size", ops=(), takes="a size, or a size expression of symbolic dims (batch*seq)")
     def _op_Size(self, node, ins, attrs):
         return [_sizes((symbolic.mul(*self.type_of(ins[0]).shape),), scalar=True)]
 
+    @handles("Constant", ops=(), takes="value, value_float(s), value_int(s)")
     def _op_Constant(self, node, ins, attrs):
         if "value" in attrs:
             array = attrs["value"]
@@ -41,6 +45,7 @@ class ShapeOps:
             raise self._error(f"constant kind {sorted(attrs)} is not supported")
         return [self.const(array, node.output[0])]
 
+    @handles("ConstantOfShape", ops=("full",), since=9, takes="value; the shape a constant or computed from shapes")
     def _op_ConstantOfShape(self, node, ins, attrs):
         value = attrs.get("value", np.zeros(1, dtype=np.float32))
         sizes = self.sizes(ins[0], "the shape")
@@ -50,6 +55,7 @@ class ShapeOps:
         return [self.emit("full", [], {"size": tuple(sizes), "fill_value": _python_scalar(value),
                                        "dtype": DType(dtype)}, out=self.out(node))]
 
+    @handles("Range", ops=("arange",), since=11, takes="constants, or 0 to a symbolic size by 1")
     def _op_Range(self, node, ins, attrs):
         start, limit, delta = ins
         if all(isinstance(v, Const) for v in ins):
@@ -63,6 +69,9 @@ class ShapeOps:
         dtype = self.type_of(start).dtype
         return [self.emit("arange", [], {"end": end, "dtype": DType(dtype)}, out=self.out(node))]
 
+    @handles("Reshape", ops=("reshape",), since=5,
+             takes="allowzero; the shape a constant or computed from shapes (merged symbolic dims are size "
+                   "expressions, batch*seq)")
     def _op_Reshape(self, node, ins, attrs):
         x, target = ins
         target = self.sizes(target, "the target shape")
@@ -80,6 +89,7 @@ class ShapeOps:
             return [x]
         return [self.emit("reshape", [x], {"shape": tuple(target)}, out=self.out(node))]
 
+    @handles("Flatten", ops=("flatten", "reshape"), takes="axis")
     def _op_Flatten(self, node, ins, attrs):
         """2-D: the dims before ``axis`` merged, and those from it (a product of symbolic dims
         is a size expression, ``batch*seq``)."""
@@ -94,6 +104,7 @@ class ShapeOps:
             return [self.emit("flatten", [x], {"start_dim": 1}, out=self.out(node))]
         return [self.emit("reshape", [x], {"shape": (lead, tail)}, out=self.out(node))]
 
+    @handles("Transpose", ops=("transpose", "permute"), takes="perm")
     def _op_Transpose(self, node, ins, attrs):
         x = ins[0]
         rank = self.rank(x)
@@ -115,6 +126,7 @@ class ShapeOps:
             return self.sizes(ins[1], "the axes") if len(ins) > 1 and ins[1] is not None else None
         return list(attrs["axes"]) if "axes" in attrs else None
 
+    @handles("Unsqueeze", ops=("unsqueeze",), takes="axes (attribute before opset 13, then a constant input)")
     def _op_Unsqueeze(self, node, ins, attrs):
         x = ins[0]
         axes = self._axes(node, ins, attrs) or []
@@ -130,6 +142,7 @@ class ShapeOps:
             x = self.emit("unsqueeze", [x], {"dim": axis}, out=self.out(node) if i == len(axes) - 1 else None)
         return [x]
 
+    @handles("Squeeze", ops=("squeeze",), takes="axes (attribute before opset 13, then a constant input)")
     def _op_Squeeze(self, node, ins, attrs):
         x = ins[0]
         shape = self.type_of(x).shape
@@ -151,6 +164,7 @@ class ShapeOps:
             x = self.emit("squeeze", [x], {"dim": axis}, out=self.out(node) if i == len(axes) - 1 else None)
         return [x]
 
+    @handles("Expand", ops=("expand",), since=8, takes="the shape a constant or computed from shapes")
     def _op_Expand(self, node, ins, attrs):
         x, target = ins
         target = self.sizes(target, "the target shape")
@@ -174,6 +188,7 @@ class ShapeOps:
             return [x]
         return [self.emit("expand", [x], {"size": tuple(size)}, out=self.out(node))]
 
+    @handles("Concat", ops=("cat",), since=4, takes="axis")
     def _op_Concat(self, node, ins, attrs):
         axis = attrs["axis"]
         if all(isinstance(v, (Const, Sizes)) for v in ins) and any(isinstance(v, Sizes) for v in ins):
@@ -185,6 +200,8 @@ class ShapeOps:
             return [self.const(np.concatenate([v.array for v in ins], axis=axis), node.output[0])]
         return [self.emit("cat", list(ins), {"dim": axis}, out=self.out(node))]
 
+    @handles("Split", ops=("slice",), since=2,
+             takes="axis, split (attribute before opset 13, then an input), num_outputs (opset 18); static sizes")
     def _op_Split(self, node, ins, attrs):
         x = ins[0]
         shape = self.type_of(x).shape
@@ -201,6 +218,10 @@ class ShapeOps:
                 raise self._error("splits a symbolic dim")
             chunk = -(-size // count)
             split = [min(chunk, size - i * chunk) for i in range(count)]
+        if isinstance(x, Const):
+            bounds = np.cumsum([int(n) for n in split])[:-1]
+            return [self.const(part, name, x.weight) for part, name in
+                    zip(np.split(x.array, bounds, axis=axis), node.output)]
         results, start = [], 0
         for i, (length, name) in enumerate(zip(split, node.output)):
             results.append(self.emit("slice", [x], {"dim": axis, "start": start, "end": start + int(length)},
@@ -208,6 +229,9 @@ class ShapeOps:
             start += int(length)
         return results
 
+    @handles("Slice", ops=("slice", "flip"),
+             takes="starts, ends, axes, steps (attributes before opset 10, then constant inputs); a negative step is "
+                   "flip then slice")
     def _op_Slice(self, node, ins, attrs):
         x = ins[0]
         if self.opset < 10:
@@ -230,17 +254,45 @@ class ShapeOps:
             return [_sizes(tuple(x.items[slice(s, e, st)]))]
         shape = self.type_of(x).shape
         slices = []
+        reversed_dims = []
         for a, s, e, st in zip(axes, starts, ends, steps):
-            if not isinstance(st, int) or st < 1:
-                raise self._error("slices with a negative or symbolic step, which ATen's slice does not")
-            if s == 0 and (e == shape[a] or isinstance(e, int) and e >= _INT64_MAX // 2) and st == 1:
+            if not isinstance(st, int) or st == 0:
+                raise self._error("slices with a symbolic or zero step")
+            if st < 0:  # x[s:e:-k] is flip(x)[n-1-s : n-1-e : k]
+                reversed_dims.append(a)
+                s, e, st = self._flipped_bound(s, shape[a], start=True), self._flipped_bound(e, shape[a]), -st
+            if s == 0 and (e is None or e == shape[a] or isinstance(e, int) and e >= _INT64_MAX // 2) and st == 1:
                 continue
             slices.append({"dim": a, "start": dim_attr(s) if not isinstance(s, int) else min(s, _INT64_MAX),
-                           "end": dim_attr(e) if not isinstance(e, int) else min(e, _INT64_MAX), "step": st})
+                           "end": None if e is None else dim_attr(e) if not isinstance(e, int) else min(e, _INT64_MAX),
+                           "step": st})
+        if reversed_dims:
+            x = self.emit("flip", [x], {"dims": tuple(sorted(reversed_dims))},
+                          out=None if slices else self.out(node))
         for i, attrs_ir in enumerate(slices):
             x = self.emit("slice", [x], attrs_ir, out=self.out(node) if i == len(slices) - 1 else None)
         return [x]
 
+    def _flipped_bound(self, bound, size, start: bool = False):
+        """A start (or end) of a negative-step ONNX slice along a dim of ``size``, as
+        the index in the flipped dim (None: its end). ONNX clamps a start to
+        [0, size-1] and an end to [-1, size-1] there, after adding size to a negative one."""
+        if not isinstance(bound, int):
+            raise self._error("slices backwards from a symbolic index")
+        if isinstance(size, int):
+            bound = bound + size if bound < 0 else bound
+            bound = max(0, min(size - 1, bound)) if start else max(-1, min(size - 1, bound))
+            return size - 1 - bound
+        if start and bound >= _INT64_MAX // 2 or not start and bound <= -(_INT64_MAX // 2):
+            return 0 if start else None  # from the last element / to the first
+        # Symbolic dims are at least 2 (as the type rules assume): -1 and -2 start inside; an end
+        # before the first element clamps in ATen's slice as in ONNX.
+        if bound < 0 and (not start or bound >= -2):
+            return -1 - bound
+        raise self._error(f"slices backwards from index {bound} of a symbolic dim (where it lands after ONNX's "
+                          "clamping depends on the dim's size)")
+
+    @handles("Gather", ops=("embedding", "select", "index"), takes="axis")
     def _op_Gather(self, node, ins, attrs):
         data, indices = ins
         axis = attrs.get("axis", 0)
@@ -260,10 +312,12 @@ class ShapeOps:
                               out=self.out(node))]
         return [self.emit("index", [data] + [None] * axis + [indices], {}, out=self.out(node))]
 
+    @handles("GatherElements", ops=("gather",), takes="axis")
     def _op_GatherElements(self, node, ins, attrs):
         data, indices = ins
         return [self.emit("gather", [data, indices], {"dim": attrs.get("axis", 0)}, out=self.out(node))]
 
+    @handles("GatherND", ops=("select", "index"), takes="batch_dims 0 only")
     def _op_GatherND(self, node, ins, attrs):
         data, indices = ins
         if attrs.get("batch_dims", 0):

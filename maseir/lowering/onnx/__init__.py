@@ -13,12 +13,13 @@ this package registers them all.
   ``RuleContext`` rules work through, helpers shared by the rules;
 - ``model``: ``build``, ``to_onnx`` and ``save_onnx`` (the ModelProto, external data);
 - ``formats``: number formats (``@format_rule(kind)``);
-- ``layers``, ``elementwise``, ``shapes``: the op rules, by family.
+- ``layers``, ``elementwise``, ``shapes``, ``spatial`` (padding, resampling,
+  transposed convolution), ``recurrent`` (LSTM, GRU): the op rules, by family.
 """
 
 from __future__ import annotations
 
-from . import elementwise, formats, layers, shapes  # noqa: F401  (register the rules)
+from . import elementwise, formats, layers, recurrent, shapes, spatial  # noqa: F401  (register the rules)
 from .context import (FORMAT_RULES, ONNX_DTYPES, Lowering, RuleContext, format_rule, needs_format, onnx_rule,
                       value_info)
 from .model import DEFAULT_OPSET, MIN_OPSET, build, check_opset, save_onnx, to_onnx

@@ -244,3 +244,9 @@ def _argmax(ctx: RuleContext) -> None:
         ctx.final("Reshape", [ctx.emit("ArgMax", [flat], axis=0, keepdims=1), shape])
         return
     ctx.final("ArgMax", [x], axis=int(dim), keepdims=int(keepdim), select_last_index=0)
+
+
+@onnx_rule("hardsigmoid")
+def _hardsigmoid(ctx: RuleContext) -> None:
+    """ATen's clamp(x / 6 + 1/2, 0, 1) is ONNX's HardSigmoid with alpha 1/6, beta 1/2."""
+    ctx.final("HardSigmoid", [ctx.input("self")], alpha=1.0 / 6.0, beta=0.5)

@@ -224,3 +224,22 @@ def _split(ctx: RuleContext) -> None:
         raise _unsupported(ctx, "along a symbolic dim")
     dim = int(ctx.attr("dim"))
     ctx.final("Split", [ctx.input("self"), ctx.const(sizes, "int64", "split")], axis=dim)
+
+
+@onnx_rule("flip")
+def _flip(ctx: RuleContext) -> None:
+    """Slice with step -1 from the last element to before the first, along each dim."""
+    rank = _rank(ctx.type("self"))
+    dims = [_axis(int(d), rank) for d in ctx.attr("dims")]
+    if not dims:
+        ctx.identity(ctx.input("self"))
+        return
+    n = len(dims)
+    ctx.final("Slice", [ctx.input("self"), ctx.const([-1] * n, "int64", "starts"),
+                        ctx.const([-_INT64_MAX - 1] * n, "int64", "ends"), ctx.const(dims, "int64", "axes"),
+                        ctx.const([-1] * n, "int64", "steps")])
+
+
+@onnx_rule("zeros")
+def _zeros(ctx: RuleContext) -> None:
+    _fill(ctx, 0)
