@@ -3,20 +3,26 @@
 # full IMDb train split (20,000 reviews, 1 epoch each), test accuracy on all
 # 5,000 test reviews in both runtimes. About an hour on 2 CPU cores. Run from
 # the repo root after `make venv`:  bash examples/lab0/tutorial2.sh
-# (outputs, including every command's JSON, go to examples/lab0/out/).
+# (outputs, including every command's JSON, go to examples/lab0/out/). A step whose
+# output is already there is skipped, so a killed run goes on where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 M=../../.venv/bin/maseir
 mkdir -p out
 
-$M export minilm -o out/minilm.mir
+# once OUTPUT COMMAND...: run COMMAND with its stdout into OUTPUT, unless OUTPUT is already there
+once() {
+  local output=$1; shift
+  if [ -s "$output" ]; then echo "($output is there: skipped)"; return; fi
+  "$@" > "$output.partial" && mv "$output.partial" "$output"
+}
+[ -s out/minilm.mir ] || $M export minilm -o out/minilm.mir
 for method in sft lora; do
   echo "== $method =="
-  /usr/bin/time -f "$method: %e s wall" $M apply $method-full.pass out/minilm.mir -o out/minilm-$method.mir \
-    --json > out/$method-apply.json
-  $M eval out/minilm-$method.mir --dataset imdb --split test --json > out/$method-eval-ort.json
-  $M eval out/minilm-$method.mir --dataset imdb --split test --runtime torch --json > out/$method-eval-torch.json
+  once out/$method-apply.json $M apply $method-full.pass out/minilm.mir -o out/minilm-$method.mir --json
+  once out/$method-eval-ort.json $M eval out/minilm-$method.mir --dataset imdb --split test --json
+  once out/$method-eval-torch.json $M eval out/minilm-$method.mir --dataset imdb --split test --runtime torch --json
 done
 ../../.venv/bin/python - <<'PY'
 import json

@@ -23,6 +23,11 @@ def rows(table) -> list[dict]:
     return [r for r in table.rows if not r.get("reference")]
 
 
+def cell(values: dict, key) -> str:
+    """An accuracy from ``values`` (key: bits or sparsity) as a table cell; a dash where none was run."""
+    return f"{values[key]['accuracy']:.4f}" if key in values else "—"
+
+
 def bits_study(out: Path) -> tuple[list[str], float]:
     auto, qat = read_table(out / "ptq-auto.csv"), read_table(out / "qat.csv")
     half = {b: read_table(out / f"ptq-half-{b}.csv") for b in (4, 6, 8, 12, 16)}
@@ -45,8 +50,9 @@ def bits_study(out: Path) -> tuple[list[str], float]:
     figure.savefig(out.parent / "acc_vs_bits.png", dpi=110)
     table = ["| bits | PTQ frac auto | PTQ frac = bits/2 | QAT frac auto | .mir MB (PTQ auto) | bits/weight |",
              "|---|---|---|---|---|---|"]
-    for (bits, a), (_, h), (_, q) in zip(*lines.values()):
-        table.append(f"| {bits} | {a['accuracy']:.4f} | {h['accuracy']:.4f} | {q['accuracy']:.4f} "
+    by = [dict(points) for points in lines.values()]
+    for bits, a in sorted(by[0].items()):
+        table.append(f"| {bits} | {cell(by[0], bits)} | {cell(by[1], bits)} | {cell(by[2], bits)} "
                      f"| {a['file_bytes'] / 1e6:.1f} | {a['bits_per_weight']:.2f} |")
     table.append(f"| fp32 | {reference:.4f} | | | {auto.reference['file_bytes'] / 1e6:.1f} "
                  f"| {auto.reference['bits_per_weight']:.2f} |")
@@ -63,7 +69,7 @@ def sparsity_study(out: Path) -> list[str]:
     for name, t in (("", plain), (" + retrain", retrained)):
         for method in ("random", "l1"):
             points = sorted((r["prune.sparsity"], r["accuracy"]) for r in rows(t) if r["prune.method"] == method)
-            by[method + name] = dict(points)
+            by[method + name] = {s: {"accuracy": a} for s, a in points}
             axes.plot([s for s, _ in points], [a for _, a in points], marker="o",
                       linestyle="-" if name else ":", label=f"{method}{name}")
     axes.axhline(reference, linestyle="--", color="grey", label=f"fp32 ({reference:.4f})")
@@ -75,8 +81,8 @@ def sparsity_study(out: Path) -> list[str]:
     figure.tight_layout()
     figure.savefig(out.parent / "acc_vs_sparsity.png", dpi=110)
     for s in sorted(by["l1"]):
-        table.append(f"| {s:.1f} | {by['random'][s]:.4f} | {by['random + retrain'][s]:.4f} | {by['l1'][s]:.4f} "
-                     f"| {by['l1 + retrain'][s]:.4f} |")
+        table.append(f"| {s:.1f} | {cell(by['random'], s)} | {cell(by['random + retrain'], s)} | {cell(by['l1'], s)} "
+                     f"| {cell(by['l1 + retrain'], s)} |")
     table.append(f"| 0 (fp32) | {reference:.4f} | | | |")
     return table
 
