@@ -610,11 +610,31 @@ def test_dim_names_choose_by_dim_param_or_input_axis(tmp_path):
     model = _dims_model({"a": (TensorProto.FLOAT, ["s3", "s4"]), "b": (TensorProto.FLOAT, ["s3", "", 2])})
     path = _save(model, tmp_path)
     graph = maseir.import_onnx(path, dim_names={"s3": "n", "b:1": "tokens"})
-    assert graph.dims == {"n": ("a", 0), "seq": ("a", 1), "tokens": ("b", 1)}
+    # b:1 has no dim_param, so by default it is the seq that a:1 is; naming it renames that size
+    assert graph.dims == {"n": ("a", 0), "tokens": ("a", 1)}
+    graph = maseir.import_onnx(path, dim_names={"a:1": "rows", "b:1": "tokens"})  # naming both splits them
+    assert graph.dims == {"batch": ("a", 0), "rows": ("a", 1), "tokens": ("b", 1)}
     with pytest.raises(MaseIRError, match=r"cannot name dim 'nope'.*its symbolic dims: a:0, a:1, b:0, b:1, s3, s4"):
         maseir.import_onnx(path, dim_names={"nope": "x"})
     with pytest.raises(TypeError, match="dim_names"):
         maseir.import_onnx(path, dim_names=["s3"])
+
+
+def test_naming_one_input_axis_renames_the_size_other_inputs_share(tmp_path):
+    """The legacy exporter's dynamic_axes names say nothing about which sizes are equal: the ids'
+    and the mask's seq are one size, and naming it through one input renames it for both."""
+    ids, mask = (np.arange(12, dtype=np.int64).reshape(3, 4), np.ones((3, 4), np.int64))
+    add = helper.make_node("Add", ["input_ids", "attention_mask"], ["y"])
+    model = _model([add], [helper.make_tensor_value_info("input_ids", TensorProto.INT64,
+                                                         ["input_ids_dynamic_axes_1", "input_ids_dynamic_axes_2"]),
+                           helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
+                                                         ["attention_mask_dynamic_axes_1",
+                                                          "attention_mask_dynamic_axes_2"])],
+                   [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+    graph = maseir.import_onnx(_save(model, tmp_path), dim_names={"input_ids:1": "length"})
+    assert graph.dims == {"batch": ("input_ids", 0), "length": ("input_ids", 1)}
+    assert graph.inputs[1].type.shape == ("batch", "length")
+    assert (maseir.to_torch(graph)(torch.tensor(ids), torch.tensor(mask)).numpy() == ids + mask).all()
 
 
 def test_cli_dim_names(tmp_path, capsys):

@@ -8,7 +8,10 @@ or nothing at all. maseir's tools expect ``batch`` and ``seq`` (``bench``,
 ``eval``), so each input axis with a symbolic size is named, in this order:
 
 1. by the caller (``dim_names``, ``maseir import --dim-names``): a key is a
-   ``dim_param`` of the file or ``INPUT:AXIS``;
+   ``dim_param`` of the file or ``INPUT:AXIS``. ``INPUT:AXIS=NAME`` renames
+   that axis's size wherever it appears (``input_ids:1=length`` renames the
+   ``seq`` that ``attention_mask`` shares too); to give two axes that would
+   share a name different sizes, name each of them;
 2. a common spelling of batch or sequence length (``batch_size``,
    ``sequence_length``, ...; any case) is ``batch`` or ``seq``;
 3. a generated name (or none) is named after the axis's role: ``batch`` for
@@ -108,10 +111,6 @@ def name_dims(graph, initializers: set[str], chosen: dict[str, str], where: str,
     by_param: dict[str, str] = {}
     symbol_roles: dict[str, str] = {}  # role name -> the torch.export symbol that took it
     for (value, axis), param in symbolic.items():
-        key = f"{value}:{axis}"
-        if key in chosen:
-            names[(value, axis)] = chosen[key]
-            continue
         if param and param in by_param:
             names[(value, axis)] = by_param[param]
             continue
@@ -134,7 +133,26 @@ def name_dims(graph, initializers: set[str], chosen: dict[str, str], where: str,
         if param:
             by_param[param] = name
         names[(value, axis)] = name
-    return names
+    return _rename_axes(names, chosen)
+
+
+def _rename_axes(names: dict[tuple[str, int], str], chosen: dict[str, str]) -> dict[tuple[str, int], str]:
+    """``names`` after the caller's ``INPUT:AXIS=NEW`` entries: each renames its axis's size
+    everywhere it appears, unless the entries for that size disagree (then each named axis gets
+    its own name and the rest keep the old one)."""
+    explicit = {(value, axis): chosen[f"{value}:{axis}"] for value, axis in names if f"{value}:{axis}" in chosen}
+    wanted: dict[str, set[str]] = {}
+    for key, new in explicit.items():
+        wanted.setdefault(names[key], set()).add(new)
+    renamed = {}
+    for key, old in names.items():
+        if key in explicit:
+            renamed[key] = explicit[key]
+        elif len(wanted.get(old, ())) == 1:
+            renamed[key] = next(iter(wanted[old]))
+        else:
+            renamed[key] = old
+    return renamed
 
 
 def _role(axis: int, rank: int, recurrent: dict[int, str] | None) -> str | None:
