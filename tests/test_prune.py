@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch import nn
 
@@ -20,7 +20,7 @@ from maseir.cli.main import main
 from maseir.dsl import DSLError, parse
 from maseir.passes import PassError, run_pipeline
 from maseir.passes.lora import ROLE
-from maseir.passes.prune.groups import attention_blocks, neuron_pairs
+from maseir.passes.prune.groups import attention_blocks, head_node_names, neuron_pairs
 from maseir.serialize import digest
 
 from models import SETTINGS, mlps
@@ -216,12 +216,21 @@ def test_neuron_pruning_zeroes_whole_rows(case, sparsity, scope, rank, seed):
     graph, _ = mlp_graph(case, np.random.default_rng(seed), ties=False)
     method = "method=random" if rank == "random" else f"norm={rank}"
     step = f"prune granularity=neuron sparsity={sparsity!r} scope={scope} {method} seed={seed}"
+    head = head_node_names(graph)  # the logits' linear: its neurons are the classes, never pruned
+    body = [n for n in graph.nodes if n.op == "linear" and n.name not in head]
+    if not body:
+        with pytest.raises(PassError, match="selects only the task head"):
+            run(graph, step)
+        return
     before = digest(graph)
     out, (outcome,) = run(graph, step)
     assert digest(graph) == before and digest(run(graph, step)[0]) == digest(out)
-    rows = {n.name: to_numpy(out.params[n.inputs[1]]) for n in graph.nodes if n.op == "linear"}
+    for name in head:
+        node = next(n for n in graph.nodes if n.name == name)
+        assert np.array_equal(to_numpy(out.params[node.inputs[1]]), to_numpy(graph.params[node.inputs[1]]))
+    rows = {n.name: to_numpy(out.params[n.inputs[1]]) for n in body}
     dead = {k: ~w.reshape(w.shape[0], -1).any(axis=1) for k, w in rows.items()}
-    for node in (n for n in graph.nodes if n.op == "linear"):
+    for node in body:
         if len(node.inputs) > 2 and node.inputs[2]:
             assert (to_numpy(out.params[node.inputs[2]])[dead[node.name]] == 0).all()
         assert outcome.report["units"][node.name]["pruned"] == int(dead[node.name].sum())
@@ -306,7 +315,8 @@ def test_pruning_a_lora_graph_leaves_the_adapters_alone():
                  "prune granularity=neuron sparsity=0.5"):
         out, (outcome,) = run(adapted, step)
         assert all(out.params[n] == adapted.params[n] for n in adapters), step
-        assert set(outcome.report["tensors"]) == {"0.weight", "2.weight", "4.weight"}, step
+        expected = {"0.weight", "2.weight"} | ({"4.weight"} if "neuron" not in step else set())  # 4: the head
+        assert set(outcome.report["tensors"]) == expected, step
     with pytest.raises(PassError, match="feed-forward"):  # the adapters are no FFN blocks either
         run(adapted, "prune granularity=neuron targets=ffn")
 
@@ -452,6 +462,7 @@ def test_pruned_weights_of_random_mlps_stay_zero_through_training(case, sparsity
     from maseir.train import TrainConfig, train
     model, (width,) = case
     graph = maseir.export(model, (torch.randn(2, width),))
+    assume(granularity == "weight" or not head_node_names(graph) >= {n.name for n in graph.nodes if n.op == "linear"})
     pruned, _ = run(graph, f"prune sparsity={sparsity!r} granularity={granularity} method={method}", seed=seed)
     classes = graph.value_types()[graph.outputs[0]].shape[-1]
     rng = np.random.default_rng(seed)

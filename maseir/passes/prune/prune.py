@@ -17,8 +17,9 @@ by the l1 (``norm=l1``) or l2 norm of their weight rows (Li et al. 2017,
 matching columns of the second, maseir/passes/prune/groups.py);
 ``targets=heads`` whole attention heads (the rows of Q, K and V and the
 output projection's columns of a head, ranked by the norm of the Q, K and V
-rows); without targets, the rows of every selected linear. ``compact`` then
-removes what was pruned.
+rows); without targets, the rows of every selected linear except the task
+head's (its output neurons are the logits). ``compact`` then removes what was
+pruned.
 
 A pruned param is annotated (``prune.method``, ``prune.granularity``,
 ``prune.sparsity``: the requested fraction) and its zeros are its mask. In
@@ -133,7 +134,12 @@ def _units(graph: Graph, targets: str | None, selection: Selection):
                                    for lin in (block.query, block.key, block.value)], axis=1)
             groups.append((block.attention.name, members, block.heads, rows))
     else:
-        nodes = _model_nodes(select(graph, selection))
+        # the task head's output neurons are the logits (a pruned one is a class removed), so it is left out
+        head = head_node_names(graph)
+        nodes = [n for n in _model_nodes(select(graph, selection)) if n.name not in head]
+        if not nodes:
+            raise PruneError(f"granularity=neuron: {selection.describe()} selects only the task head "
+                             f"({', '.join(sorted(head))}), whose output neurons are the logits; nothing to prune")
         if any(n.op != "linear" for n in nodes):
             bad = sorted({n.op for n in nodes if n.op != "linear"})
             raise PruneError(f"granularity=neuron prunes the output neurons of linear layers; "
