@@ -1,9 +1,14 @@
 """Where the writing commands (export, apply, lower, import) write: only regular files are
 replaced, everything else is written through or refused, and refusals come before the work.
 
-Each command runs in a forked child of this process (so torch is imported once), as the
-current user and, where that is root, also as nobody: root passes every permission check, so
-the two see different folders as writable. Nothing here aims at a real device: FIFOs,
+Each command runs as the current user and, where that is root, also as nobody: root passes
+every permission check, so the two see different folders as writable. As the current user a
+command that does its work runs in a fresh interpreter; as nobody (who cannot read the
+interpreter under /root), or where the test patches this process (a refusal that must come
+before the work, a failing fsync), it runs in a forked child. torch.export can hang in a child
+forked from this many-threaded process (a lock another thread held at the fork), so the
+forked runs never export: export's refusals fail before any work, and its writes run as the
+current user. Nothing here aims at a real device: FIFOs,
 sockets, symlinks and a character-device stand-in (a copy of /dev/null's numbers, root only)
 are made in temporary folders, and standard output is reached through a symlink to
 /proc/self/fd/1 in such a folder.
@@ -34,6 +39,8 @@ from outputs import COMMANDS, EXT, changed, make_sources, snapshot
 
 NOBODY = 65534
 USERS = ["current"] + (["nobody"] if os.geteuid() == 0 else [])
+FORKABLE = [c for c in COMMANDS if c != "export"]  # what a forked child may run to the end
+WRITERS = [(u, c) for u in USERS for c in COMMANDS if u == "current" or c in FORKABLE]  # (user, command)
 ERROR = "maseir: error: "
 
 OTHER = {"mir": ".onnx", "onnx": ".mir"}
@@ -51,10 +58,14 @@ class Run:
         return self.out.decode(errors="replace") + self.err
 
 
-def run(args, cwd: Path, user: str = "current", *, fifo: Path | None = None, tty: bool = False) -> Run:
-    """``maseir ARGS`` in a forked child (as ``user``), its stdout as bytes. With ``fifo``, the
-    parent reads that FIFO while the child runs (what it read is in ``Run.fifo_bytes``); with
-    ``tty``, the child's stdout is a terminal."""
+def run(args, cwd: Path, user: str = "current", *, fifo: Path | None = None, tty: bool = False,
+        fork: bool = False) -> Run:
+    """``maseir ARGS`` (as ``user``), its stdout as bytes: in a fresh interpreter, or in a forked
+    child as nobody, with ``tty`` (the child's stdout is a terminal) or with ``fork`` (the test
+    patched this process). With ``fifo``, the parent reads that FIFO while the command runs
+    (what it read is in ``Run.fifo_bytes``)."""
+    if user == "current" and not tty and not fork:
+        return _run_fresh(args, cwd, fifo)
     fifo_fd = master = slave = None
     received = bytearray()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -110,6 +121,32 @@ def run(args, cwd: Path, user: str = "current", *, fifo: Path | None = None, tty
         err.seek(0)
         return Run(os.waitstatus_to_exitcode(status), out.read(), err.read().decode(errors="replace"),
                    bytes(received))
+
+
+def _run_fresh(args, cwd: Path, fifo: Path | None) -> Run:
+    """``maseir ARGS`` in a new interpreter (see :func:`run`)."""
+    import subprocess
+    received = bytearray()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen([sys.executable, "-m", "maseir.cli.main", *map(str, args)], cwd=cwd,
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        fifo_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK) if fifo is not None else None
+        try:
+            deadline = time.monotonic() + 300
+            while child.poll() is None:
+                if fifo_fd is not None:
+                    received += _drain(fifo_fd)
+                if time.monotonic() > deadline:
+                    child.kill()
+                time.sleep(0.005)
+            if fifo_fd is not None:
+                received += _drain(fifo_fd)
+        finally:
+            if fifo_fd is not None:
+                os.close(fifo_fd)
+        out.seek(0)
+        err.seek(0)
+        return Run(child.returncode, out.read(), err.read().decode(errors="replace"), bytes(received))
 
 
 def _drain(fd: int) -> bytes:
@@ -255,7 +292,7 @@ def test_unwritable_output_is_refused_before_the_work(place, user, forbid_work, 
     if case == "name-too-long":
         assert os.pathconf(place, "PC_NAME_MAX") == 255
     before = snapshot(place)
-    result = run(command_args(command, output), place, user)
+    result = run(command_args(command, output), place, user, fork=True)
     assert_refused(result, pattern)
     assert snapshot(place) == before
     assert not os.path.exists(f"/proc/maseir-test{EXT[kind]}") and not os.path.exists(f"/sys/maseir-test{EXT[kind]}")
@@ -273,7 +310,7 @@ def test_external_data_that_cannot_go_with_the_output_is_refused(place, user, fo
                             (f"link{EXT[kind]}", r"is a symlink into .*/folder, so its external data"),
                             (long_name, r"its external data file \(\+\.data\) would be 256 bytes long")):
         before = snapshot(place)
-        result = run(command_args(command, output, "--external-data-threshold", "1"), place, user)
+        result = run(command_args(command, output, "--external-data-threshold", "1"), place, user, fork=True)
         assert_refused(result, pattern)
         assert snapshot(place) == before
 
@@ -292,7 +329,7 @@ def test_read_only_folder(place, user, request):
         assert set(snapshot(place)) - set(before) == {"ro/x.mir", "ro/x.mir.data"}  # e.mir keeps its layout
     else:
         request.getfixturevalue("forbid_work")
-        result = run(command_args("apply", "ro/x.mir"), place, user)
+        result = run(command_args("apply", "ro/x.mir"), place, user, fork=True)
         assert_refused(result, r"ro/x\.mir: cannot write to folder .*/ro: permission denied")
         assert snapshot(place) == before
 
@@ -316,9 +353,9 @@ def test_a_failed_write_is_a_user_error(place, user, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", fsync)
-    for command in COMMANDS:
+    for command in FORKABLE:  # the patch needs a fork (see the module docstring)
         output = "old" + EXT[COMMANDS[command][2]]
-        result = run(command_args(command, output), place, user)
+        result = run(command_args(command, output), place, user, fork=True)
         assert result.code == 2, result.text
         assert "Traceback" not in result.text
         last = result.err.splitlines()[-1]  # e.mir keeps its layout: the .data file may be the one written first
@@ -328,7 +365,7 @@ def test_a_failed_write_is_a_user_error(place, user, monkeypatch):
 
 
 # --- written: a regular file's place, through a link, or through a stream ----------------------
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("user,command", WRITERS)
 def test_fifo_is_written_through(place, user, command):
     kind = COMMANDS[command][2]
     fifo = place / f"pipe{EXT[kind]}"
@@ -342,7 +379,7 @@ def test_fifo_is_written_through(place, user, command):
     assert snapshot(place) == before
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("user,command", WRITERS)
 def test_stdout_dash_is_written_through(place, user, command):
     kind = COMMANDS[command][2]
     before = snapshot(place)
@@ -386,7 +423,7 @@ def test_character_device_is_written_through(place, user):
     assert snapshot(place) == before
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("user,command", WRITERS)
 def test_symlink_output_stays_a_link(place, user, command):
     kind = COMMANDS[command][2]
     real, link = place / "folder" / f"real{EXT[kind]}", place / f"link{EXT[kind]}"
@@ -425,7 +462,7 @@ def test_dangling_symlink_gets_its_target(place, user, command):
     assert_valid_file(place / "folder" / f"new{EXT[kind]}", kind)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("user,command", WRITERS)
 def test_longest_legal_name(place, user, command):
     """A 255-byte name works (the temporary name does not grow with it); with external data,
     a 250-byte one (+ .data = 255)."""
@@ -442,7 +479,7 @@ def test_longest_legal_name(place, user, command):
     assert set(snapshot(place)) - before == expected
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("user,command", WRITERS)
 def test_other_format_name_with_force(place, user, command):
     kind = COMMANDS[command][2]
     output = f"x{OTHER[kind]}"
