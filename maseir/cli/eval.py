@@ -28,6 +28,16 @@ def add_parser(sub) -> None:
                "  maseir eval m.mir --dataset ./my_reviews.csv --text-column review --json",
 )
     p.add_argument("model", metavar="MODEL", help="the .mir file")
+    add_evaluation_options(p)
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: the usable cores)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def add_evaluation_options(p) -> None:
+    """The options saying what to evaluate on and how (maseir eval, maseir sweep): --dataset,
+    --split, --limit, --batch-size, --seq-len, --runtime, --text-column, --label-column."""
     p.add_argument("--dataset", default="imdb", help="built-in name, hf:NAME[:CONFIG] or a file (default: %(default)s)")
     p.add_argument("--split", default=None,
                    help="split to evaluate (default: test where the dataset has one, else its only split)")
@@ -36,12 +46,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seq-len", type=positive_int, default=128,
                    help="truncate each text to this many tokens (default: %(default)s)")
     p.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime", help="(default: %(default)s)")
-    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: the usable cores)")
     p.add_argument("--text-column", default=None, help="column holding the text (default: text)")
     p.add_argument("--label-column", default=None, help="column holding the label (default: label)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=run)
 
 
 def run(args) -> int:

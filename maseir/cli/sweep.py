@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from ..errors import MaseIRError
-from ..runtime import RUNTIMES
 from . import load_valid
 from .arguments import positive_int
+from .eval import add_evaluation_options
 
 
 def add_parser(sub) -> None:
@@ -60,16 +60,7 @@ def add_parser(sub) -> None:
                         "reference as a dashed line (.png, .svg or .pdf)")
     p.add_argument("--x", default=None, help="the plot's x column (default: the first varied argument)")
     p.add_argument("--y", default=None, help="the plot's y column (default: accuracy)")
-    p.add_argument("--dataset", default="imdb", help="built-in name, hf:NAME[:CONFIG] or a file (default: %(default)s)")
-    p.add_argument("--split", default=None,
-                   help="split to evaluate (default: test where the dataset has one, else its only split)")
-    p.add_argument("--limit", type=positive_int, default=None, help="the first N examples of the split (default: all)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="examples per batch (default: %(default)s)")
-    p.add_argument("--seq-len", type=positive_int, default=128,
-                   help="truncate each text to this many tokens (default: %(default)s)")
-    p.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime", help="(default: %(default)s)")
-    p.add_argument("--text-column", default=None, help="column holding the text (default: text)")
-    p.add_argument("--label-column", default=None, help="column holding the label (default: label)")
+    add_evaluation_options(p)
     p.add_argument("--seed", type=int, default=0, help="the pipeline seed, as in 'maseir apply' (default: %(default)s)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="points run at once, in worker processes (default: %(default)s: in this process)")
