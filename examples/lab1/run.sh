@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lab 1 with maseir: accuracy against bits (PTQ and QAT) and against sparsity (pruning, with and
 # without retraining) for the MiniLM fine-tuned on IMDb in Lab 0 Tutorial 2
-# (examples/lab0/out/minilm-sft.mir: run examples/lab0/tutorial2.sh first). About an hour
+# (examples/lab0/out/minilm-sft.mir: run examples/lab0/tutorial2.sh first). Roughly an hour
 # on 2 CPU cores; each sweep resumes where it stopped (--resume). Run from the repo root after
 # `make venv`:  bash examples/lab1/run.sh   (tables and plots go to examples/lab1/out/).
 set -euo pipefail
