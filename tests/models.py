@@ -16,8 +16,10 @@ ACTIVATIONS = [nn.ReLU, nn.GELU, lambda: nn.GELU(approximate="tanh"), nn.Tanh, n
 
 
 @st.composite
-def mlps(draw):
-    widths = draw(st.lists(st.integers(1, 16), min_size=2, max_size=5))
+def mlps(draw, min_width: int = 1, min_linears: int = 1, layer_norm: bool = True):
+    """Random eval-mode MLPs: linears (with or without bias) of widths min_width..16, an
+    activation between each two, maybe a dropout and (with ``layer_norm``) a LayerNorm."""
+    widths = draw(st.lists(st.integers(min_width, 16), min_size=min_linears + 1, max_size=5))
     layers = []
     for i, (a, b) in enumerate(zip(widths, widths[1:])):
         layers.append(nn.Linear(a, b, bias=draw(st.booleans())))
@@ -25,7 +27,7 @@ def mlps(draw):
             layers.append(draw(st.sampled_from(ACTIVATIONS))())
             if draw(st.booleans()):
                 layers.append(nn.Dropout(draw(st.floats(0.05, 0.5))))
-            if draw(st.booleans()):
+            if layer_norm and draw(st.booleans()):
                 layers.append(nn.LayerNorm(b))
     torch.manual_seed(draw(st.integers(0, 2**16)))
     for layer in layers:

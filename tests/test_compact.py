@@ -19,7 +19,7 @@ from maseir.passes import run_pipeline
 from maseir.passes.prune.groups import attention_blocks
 from maseir.serialize import digest
 
-from models import ACTIVATIONS, SETTINGS
+from models import SETTINGS, mlps
 from prunemodels import sharp_bert, sharp_tiny_bert  # noqa: F401  (a fixture)
 
 
@@ -63,23 +63,10 @@ def shapes(graph):
 
 
 # --- MLPs -----------------------------------------------------------------------------------
-@st.composite
-def ffn_mlps(draw):
+def ffn_mlps():
     """Random MLPs whose linears are neuron pairs (activations and dropout between, no
     LayerNorm), so compact has neurons to remove."""
-    widths = draw(st.lists(st.integers(2, 16), min_size=3, max_size=5))
-    layers = []
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
-        layers.append(nn.Linear(a, b, bias=draw(st.booleans())))
-        if i < len(widths) - 2:
-            layers.append(draw(st.sampled_from(ACTIVATIONS))())
-            if draw(st.booleans()):
-                layers.append(nn.Dropout(0.3))
-    torch.manual_seed(draw(st.integers(0, 2**16)))
-    for layer in layers:
-        if hasattr(layer, "reset_parameters"):
-            layer.reset_parameters()
-    return nn.Sequential(*layers).eval(), (widths[0],)
+    return mlps(min_width=2, min_linears=2, layer_norm=False)
 
 
 @SETTINGS
